@@ -14,11 +14,18 @@ from bot.models import Capabilities, TurnRequest, TurnResult
 
 @runtime_checkable
 class ImageProvider(Protocol):
-    #: Stable short name recorded in the ledger: "gemini", "gmi", "apimart" or "linkmodel".
-    name: str
-    #: The model id sent upstream.
-    model: str
-    capabilities: Capabilities
+    @property
+    def name(self) -> str:
+        """Stable short name recorded in the ledger: gemini, gmi, apimart or linkmodel."""
+        ...
+
+    @property
+    def model(self) -> str:
+        """The model id sent upstream."""
+        ...
+
+    @property
+    def capabilities(self) -> Capabilities: ...
 
     async def run_turn(self, request: TurnRequest) -> TurnResult:
         """Generate one image for `request`. Raises `bot.errors.ProviderError` subclasses."""

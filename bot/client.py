@@ -1,0 +1,129 @@
+"""The discord.py client: built with every resource injected, nothing opened here."""
+
+from __future__ import annotations
+
+import logging
+
+import aiohttp
+import discord
+import yarl
+from discord.ext import commands
+
+from bot.delivery import ChannelReporter
+from bot.service import ImageService
+from bot.settings import Settings
+from bot.tree import PeelTree
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = (
+    "cogs.imagine",
+    "cogs.edit",
+    "cogs.conversation",
+    "cogs.buttons",
+    "cogs.usage",
+    "cogs.quota",
+)
+
+
+def point_discord_at(api_base_url: str | None, gateway_url: str | None) -> None:
+    """Send discord.py's REST and gateway traffic elsewhere (a REST proxy, or a test fake)."""
+    if api_base_url:
+        base = api_base_url.rstrip("/")
+        if "/api/v" not in base:
+            base += "/api/v10"
+        discord.http.Route.BASE = base
+    if gateway_url:
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+
+
+def intents() -> discord.Intents:
+    chosen = discord.Intents.none()
+    chosen.guilds = True
+    chosen.guild_messages = True
+    # Edit turns are plain messages in threads and replies: the bot must read them.
+    chosen.message_content = True
+    return chosen
+
+
+class PeelBot(commands.Bot):
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        session: aiohttp.ClientSession,
+        service: ImageService,
+        **options: object,
+    ) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents(),
+            tree_cls=PeelTree,
+            allowed_mentions=discord.AllowedMentions.none(),
+            help_command=None,
+            **options,  # type: ignore[arg-type]
+        )
+        self.settings = settings
+        self.session = session
+        self.service = service
+        self._recovered = False
+
+    async def setup_hook(self) -> None:
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
+        guild_id = self.settings.discord_dev_guild_id
+        if guild_id:
+            guild = discord.Object(id=guild_id)
+            self.tree.copy_global_to(guild=guild)
+            synced = await self.tree.sync(guild=guild)
+            log.info("synced %d commands to guild %s", len(synced), guild_id)
+
+    async def on_ready(self) -> None:
+        log.info("connected as %s (%s) to %d servers", self.user, self.application_id,
+                 len(self.guilds))
+        if not self._recovered:
+            self._recovered = True
+            await self.recover_jobs()
+
+    async def recover_jobs(self) -> None:
+        """Resume queued jobs, deliver settled ones, tell owners of interrupted ones."""
+        plan = await self.service.recover()
+        for record, turn in plan.deliver:
+            reporter = self._channel_reporter(record.channel_id, record.thread_id,
+                                              record.user_id)
+            if reporter is None:
+                continue
+            outcome = await self.service.outcome_for(record, turn)
+            try:
+                delivery = await reporter.deliver(outcome)
+            except discord.HTTPException:
+                log.warning("could not deliver recovered job %s", record.key)
+                continue
+            await self.service.record_delivery(record, turn.id, delivery)
+        for record in plan.interrupted:
+            reporter = self._channel_reporter(record.channel_id, record.thread_id,
+                                              record.user_id)
+            if reporter is not None:
+                await reporter.refuse(
+                    "Peel restarted while your image was being made, so it was stopped. "
+                    "Nothing was charged; please run it again."
+                )
+        for record in plan.resume:
+            reporter = self._channel_reporter(record.channel_id, record.thread_id,
+                                              record.user_id)
+            if reporter is not None:
+                self.service.spawn(self.service.resume(record, reporter))
+
+    def _channel_reporter(
+        self, channel_id: int, thread_id: int | None, owner_id: int
+    ) -> ChannelReporter | None:
+        from cogs.buttons import result_view
+
+        channel = self.get_channel(thread_id or channel_id)
+        if not isinstance(channel, discord.abc.Messageable):
+            log.warning("channel %s is gone; cannot report to its job owner", channel_id)
+            return None
+        return ChannelReporter(channel, owner_id=owner_id, view_factory=result_view)
+
+    async def on_error(self, event_method: str, /, *args: object, **kwargs: object) -> None:
+        log.exception("unhandled error in %s", event_method)

@@ -1,0 +1,233 @@
+"""Reporters: how a job shows its progress and result in Discord.
+
+`InteractionReporter` answers through the interaction's own message (defer, status edits,
+the result) while its token is valid, and falls back to a plain channel message replying
+to the owner once the 15-minute token has expired, so a slow job is never lost.
+`ChannelReporter` serves message-triggered turns (thread edits, replies, mentions) and
+jobs resumed after a restart, which have no interaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import discord
+
+from bot import render
+from bot.render import NO_MENTIONS
+from bot.service import Delivery, Outcome
+
+log = logging.getLogger(__name__)
+
+# Status edits are throttled: Discord rate-limits message edits per channel/webhook.
+STATUS_INTERVAL = 1.5
+# Stop using the interaction token this long before it expires.
+TOKEN_MARGIN = 30.0
+
+ViewFactory = Callable[[Outcome], discord.ui.View]
+
+
+class _StatusThrottle:
+    """Coalesces status updates: at most one edit per interval, always the latest text."""
+
+    def __init__(self, edit: Callable[[str], object], interval: float = STATUS_INTERVAL) -> None:
+        self._edit = edit
+        self._interval = interval
+        self._pending: str | None = None
+        self._shown: str | None = None
+        self._last = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self.closed = False
+
+    def set(self, text: str) -> None:
+        if self.closed or text == self._shown:
+            return
+        self._pending = text
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._flush())
+
+    async def _flush(self) -> None:
+        while self._pending is not None and not self.closed:
+            wait = self._last + self._interval - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            text, self._pending = self._pending, None
+            if self.closed or text is None:
+                return
+            self._last = time.monotonic()
+            self._shown = text
+            try:
+                await self._edit(text)  # type: ignore[misc]
+            except discord.HTTPException as exc:
+                log.debug("status edit failed: %s", exc.status)
+
+    async def close(self) -> None:
+        self.closed = True
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+
+
+async def _start_thread(message: discord.Message, outcome: Outcome) -> int | None:
+    if not isinstance(message.channel, discord.TextChannel):
+        return None
+    try:
+        thread = await message.create_thread(
+            name=render.thread_name(outcome.prompt), auto_archive_duration=1440
+        )
+    except discord.HTTPException as exc:
+        log.warning("could not start a thread on %s: %s", message.id, exc.status)
+        return None
+    return thread.id
+
+
+class ChannelReporter:
+    """Progress and result as ordinary messages in a channel or thread."""
+
+    def __init__(
+        self,
+        channel: discord.abc.Messageable,
+        *,
+        owner_id: int,
+        view_factory: ViewFactory,
+        reply_to: discord.Message | discord.PartialMessage | None = None,
+        announce: bool = True,
+    ) -> None:
+        self.channel = channel
+        self.owner_id = owner_id
+        self.view_factory = view_factory
+        self.reply_to = reply_to
+        self.announce = announce
+        self._status: discord.Message | None = None
+        self._throttle = _StatusThrottle(self._show)
+
+    async def _show(self, text: str) -> None:
+        if self._status is None:
+            if not self.announce:
+                return
+            self._status = await self.channel.send(
+                text, reference=self.reply_to, mention_author=False,
+                allowed_mentions=NO_MENTIONS,
+            ) if self.reply_to is not None else await self.channel.send(
+                text, allowed_mentions=NO_MENTIONS
+            )
+        else:
+            await self._status.edit(content=text, allowed_mentions=NO_MENTIONS)
+
+    def queued(self, position: int) -> None:
+        self._throttle.set(render.queued_text(position))
+
+    async def started(self) -> None:
+        self._throttle.set(render.GENERATING_TEXT)
+
+    async def deliver(self, outcome: Outcome) -> Delivery:
+        await self._throttle.close()
+        content = render.result_content(outcome)
+        if self.reply_to is None:
+            content = render.clip(f"<@{self.owner_id}> {content}", render.MAX_CONTENT)
+        kwargs: dict[str, object] = {
+            "content": content, "files": render.result_files(outcome),
+            "view": self.view_factory(outcome), "allowed_mentions": NO_MENTIONS,
+        }
+        if self.reply_to is not None:
+            kwargs.update(reference=self.reply_to, mention_author=False)
+        message = await self.channel.send(**kwargs)  # type: ignore[call-overload]
+        await self._drop_status()
+        started = await _start_thread(message, outcome) if outcome.start_thread else None
+        thread_id = self.channel.id if isinstance(self.channel, discord.Thread) else None
+        return Delivery(message.id, thread_id=thread_id, started_thread_id=started)
+
+    async def refuse(self, message: str) -> None:
+        await self._throttle.close()
+        text = render.clip(f"⚠️ {message}", render.MAX_CONTENT)
+        if self._status is not None:
+            await self._status.edit(content=text, allowed_mentions=NO_MENTIONS)
+            return
+        if self.reply_to is not None:
+            await self.channel.send(text, reference=self.reply_to, mention_author=False,
+                                    allowed_mentions=NO_MENTIONS)
+        else:
+            await self.channel.send(f"<@{self.owner_id}> {text}", allowed_mentions=NO_MENTIONS)
+
+    async def _drop_status(self) -> None:
+        if self._status is not None:
+            try:
+                await self._status.delete()
+            except discord.HTTPException:
+                pass
+            self._status = None
+
+
+class InteractionReporter:
+    """Progress and result through an application command's own response."""
+
+    def __init__(self, interaction: discord.Interaction, *, view_factory: ViewFactory) -> None:
+        self.interaction = interaction
+        self.view_factory = view_factory
+        self._throttle = _StatusThrottle(self._show)
+
+    def _token_alive(self) -> bool:
+        remaining = (self.interaction.expires_at - discord.utils.utcnow()).total_seconds()
+        return remaining > TOKEN_MARGIN
+
+    async def _show(self, text: str) -> None:
+        if self._token_alive():
+            await self.interaction.edit_original_response(content=text,
+                                                          allowed_mentions=NO_MENTIONS)
+
+    def queued(self, position: int) -> None:
+        self._throttle.set(render.queued_text(position))
+
+    async def started(self) -> None:
+        self._throttle.set(render.GENERATING_TEXT)
+
+    def _fallback(self) -> ChannelReporter:
+        channel = self.interaction.channel
+        if not isinstance(channel, discord.abc.Messageable):
+            raise RuntimeError("interaction has no messageable channel")
+        return ChannelReporter(channel, owner_id=self.interaction.user.id,
+                               view_factory=self.view_factory)
+
+    async def deliver(self, outcome: Outcome) -> Delivery:
+        await self._throttle.close()
+        if self._token_alive():
+            try:
+                message = await self.interaction.edit_original_response(
+                    content=render.result_content(outcome),
+                    attachments=render.result_files(outcome),
+                    view=self.view_factory(outcome), allowed_mentions=NO_MENTIONS,
+                )
+            except (discord.NotFound, discord.HTTPException) as exc:
+                if isinstance(exc, discord.HTTPException) and exc.status not in (401, 404):
+                    raise
+                log.info("interaction token unusable (%s); posting in the channel", exc.status)
+            else:
+                started = await _start_thread(message, outcome) if outcome.start_thread else None
+                channel = self.interaction.channel
+                thread_id = channel.id if isinstance(channel, discord.Thread) else None
+                return Delivery(message.id, thread_id=thread_id, started_thread_id=started)
+        return await self._fallback().deliver(outcome)
+
+    async def refuse(self, message: str) -> None:
+        """An ephemeral refusal: only the member sees it. The public placeholder goes away."""
+        await self._throttle.close()
+        text = render.clip(f"⚠️ {message}", render.MAX_CONTENT)
+        response = self.interaction.response
+        if not response.is_done():
+            await response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+            return
+        if not self._token_alive():
+            await self._fallback().refuse(message)
+            return
+        try:
+            await self.interaction.delete_original_response()
+        except discord.HTTPException:
+            pass
+        await self.interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)

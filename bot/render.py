@@ -1,0 +1,65 @@
+"""How results, statuses and refusals read in Discord (text only; no sending here)."""
+
+from __future__ import annotations
+
+import io
+
+import discord
+
+from bot.pricing import format_usd
+from bot.service import Outcome
+from bot.storage.ledger import Balance
+
+NO_MENTIONS = discord.AllowedMentions.none()
+MAX_CONTENT = 2000
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def quote_prompt(prompt: str, limit: int = 200) -> str:
+    """The prompt as members see it: one line, clipped, markdown-neutral."""
+    one_line = " ".join(prompt.split())
+    return discord.utils.escape_markdown(clip(one_line, limit))
+
+
+def remaining_text(balance: Balance) -> str:
+    if balance.remaining is None:
+        return "unlimited budget"
+    return f"{max(balance.remaining, 0):,} tokens left today"
+
+
+def result_content(outcome: Outcome) -> str:
+    lines: list[str] = []
+    if outcome.caption:
+        lines.append(clip(outcome.caption.strip(), 1200))
+    estimated = "" if outcome.usage.reported else " (estimated)"
+    lines.append(
+        f"-# “{quote_prompt(outcome.prompt, 150)}” · {outcome.usage.total:,} tokens{estimated}"
+        f" · {format_usd(outcome.cost_micro_usd)} · {remaining_text(outcome.balance)}"
+    )
+    for warning in outcome.warnings:
+        lines.append(f"-# ⚠️ {clip(warning, 300)}")
+    return clip("\n".join(lines), MAX_CONTENT)
+
+
+def result_files(outcome: Outcome) -> list[discord.File]:
+    return [
+        discord.File(io.BytesIO(image.data), filename=f"peel-{outcome.turn_id}-{i + 1}."
+                     f"{image.extension}")
+        for i, image in enumerate(outcome.images)
+    ]
+
+
+def queued_text(position: int) -> str:
+    return f"⏳ Queued, position {position}"
+
+
+GENERATING_TEXT = "🎨 Generating…"
+STARTING_TEXT = "⏳ Preparing…"
+
+
+def thread_name(prompt: str) -> str:
+    name = " ".join(prompt.split())
+    return clip(name, 90) or "Peel image"

@@ -1,0 +1,423 @@
+"""The turn pipeline: what happens between a member's request and the posted result.
+
+    check -> admit -> persist job -> reserve -> fair slot -> provider -> settle/release
+          -> store images and turn -> deliver (Discord glue) -> done
+
+Each step is idempotent by the job key (the interaction or message id): a duplicated event
+finds its job row and does nothing. A job stays `running` until its result is delivered,
+so a crash after settling but before posting is delivered on the next start instead of lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import Coroutine, Hashable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from bot.errors import (
+    InvalidRequest,
+    PeelError,
+    ProviderError,
+    QuotaExceeded,
+    TooManyImages,
+    UserError,
+    user_message_for,
+)
+from bot.models import (
+    ASPECT_RATIOS,
+    MAX_PROMPT_CHARS,
+    ZERO_USAGE,
+    ImageData,
+    TurnRequest,
+    TurnResult,
+    Usage,
+)
+from bot.pricing import PriceTable, estimate_usage, format_usd
+from bot.providers.base import ImageProvider
+from bot.scheduler import Scheduler
+from bot.storage.blobs import BlobStore
+from bot.storage.conversations import ConversationStore, NewTurn, Turn
+from bot.storage.jobs import JobRecord, JobStore
+from bot.storage.ledger import Balance, Ledger
+
+log = logging.getLogger(__name__)
+
+MAX_COUNT = 4
+
+
+@dataclass(frozen=True, slots=True)
+class TurnSpec:
+    """One turn as a member asked for it, built by the Discord glue."""
+
+    key: str
+    kind: Literal["imagine", "edit"]
+    guild_id: int | None
+    channel_id: int
+    user_id: int
+    prompt: str
+    aspect_ratio: str | None = None
+    count: int = 1
+    references: tuple[ImageData, ...] = ()
+    parent_turn_id: int | None = None
+    # Edit "the thread's latest image", resolved when the job runs (not when it queues),
+    # so two messages in one thread build on each other.
+    parent_thread_id: int | None = None
+    thread_id: int | None = None
+    reply_to_id: int | None = None
+    start_thread: bool = False
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    job_key: str
+    turn_id: int
+    user_id: int
+    prompt: str
+    images: tuple[ImageData, ...]
+    caption: str | None
+    usage: Usage
+    cost_micro_usd: int
+    balance: Balance
+    warnings: tuple[str, ...] = ()
+    thread_id: int | None = None
+    reply_to_id: int | None = None
+    start_thread: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    message_id: int
+    thread_id: int | None = None  # the thread the result was posted in
+    started_thread_id: int | None = None  # a new thread started on the result
+
+
+class Reporter(Protocol):
+    """How a job shows itself in Discord; implemented by the glue."""
+
+    def queued(self, position: int) -> None: ...
+
+    async def started(self) -> None: ...
+
+    async def deliver(self, outcome: Outcome) -> Delivery: ...
+
+    async def refuse(self, message: str) -> None: ...
+
+
+@dataclass(slots=True)
+class RecoveryPlan:
+    resume: list[JobRecord] = field(default_factory=list)
+    deliver: list[tuple[JobRecord, Turn]] = field(default_factory=list)
+    interrupted: list[JobRecord] = field(default_factory=list)
+
+
+class ImageService:
+    def __init__(
+        self,
+        *,
+        provider: ImageProvider,
+        ledger: Ledger,
+        jobs: JobStore,
+        conversations: ConversationStore,
+        blobs: BlobStore,
+        scheduler: Scheduler,
+        prices: PriceTable,
+    ) -> None:
+        self.provider = provider
+        self.ledger = ledger
+        self.jobs = jobs
+        self.conversations = conversations
+        self.blobs = blobs
+        self.scheduler = scheduler
+        self.prices = prices
+        self.accepting = True
+        self._lanes: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+        self._tasks: set[asyncio.Task[object]] = set()
+
+    # -- entry points -----------------------------------------------------------------------
+
+    async def run(self, spec: TurnSpec, reporter: Reporter) -> Outcome | None:
+        """Run a member's turn to the end. Refusals go to `reporter.refuse`; returns None."""
+        owner = (spec.guild_id, spec.user_id)
+        try:
+            self.check(spec)
+            if not self.accepting:
+                raise InvalidRequest("Peel is restarting. Try again in a minute.")
+            self.scheduler.admit(owner)
+        except UserError as exc:
+            await reporter.refuse(exc.user_message)
+            return None
+        try:
+            return await self._admitted(spec, reporter)
+        finally:
+            self.scheduler.finish(owner)
+
+    def check(self, spec: TurnSpec) -> None:
+        """Refuse what no provider call could satisfy, before anything is spent."""
+        prompt = spec.prompt.strip()
+        if not prompt:
+            raise InvalidRequest("Write what you want to see: the prompt is empty.")
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise InvalidRequest(
+                f"The prompt is {len(prompt):,} characters; the limit is {MAX_PROMPT_CHARS:,}."
+            )
+        if spec.aspect_ratio is not None and spec.aspect_ratio not in ASPECT_RATIOS:
+            raise InvalidRequest(f"`{spec.aspect_ratio}` is not a supported aspect ratio.")
+        if not 1 <= spec.count <= MAX_COUNT:
+            raise InvalidRequest(f"`count` must be between 1 and {MAX_COUNT}.")
+        caps = self.provider.capabilities
+        has_parent = spec.parent_turn_id is not None or spec.parent_thread_id is not None
+        total = len(spec.references) + int(has_parent)
+        if total > caps.max_reference_images:
+            raise TooManyImages(
+                f"This image service takes at most {caps.max_reference_images} images per "
+                f"turn (the image being edited counts); this turn has {total}."
+            )
+
+    async def _admitted(self, spec: TurnSpec, reporter: Reporter) -> Outcome | None:
+        shas = tuple([await self.blobs.put(image) for image in spec.references])
+        lane = f"thread:{spec.parent_thread_id}" if spec.parent_thread_id else None
+        record = JobRecord(
+            key=spec.key, kind=spec.kind, status="queued", guild_id=spec.guild_id,
+            channel_id=spec.channel_id, user_id=spec.user_id, prompt=spec.prompt.strip(),
+            aspect_ratio=spec.aspect_ratio, count=spec.count,
+            parent_turn_id=spec.parent_turn_id, thread_id=spec.thread_id,
+            reply_to_id=spec.reply_to_id, start_thread=spec.start_thread, lane=lane,
+            reference_shas=shas,
+        )
+        if not await self.jobs.create(record):
+            log.info("job %s already exists; duplicate event ignored", spec.key)
+            return None
+        has_parent = spec.parent_turn_id is not None or lane is not None
+        estimate = estimate_usage(
+            record.prompt, len(shas) + int(has_parent), images_requested=spec.count
+        )
+        try:
+            await self.ledger.reserve(
+                spec.key, guild_id=spec.guild_id or 0, user_id=spec.user_id, usage=estimate,
+                provider=self.provider.name, model=self.provider.model,
+            )
+        except QuotaExceeded as exc:
+            await self.jobs.set_status(spec.key, "failed", error=exc.user_message)
+            await reporter.refuse(exc.user_message)
+            return None
+        return await self._execute(record, spec.references, reporter, spec.warnings)
+
+    async def resume(self, record: JobRecord, reporter: Reporter) -> Outcome | None:
+        """Run a job that was still queued when the bot stopped (its reservation kept)."""
+        owner = (record.guild_id, record.user_id)
+        self.scheduler.force_admit(owner)
+        try:
+            references = tuple(await self.blobs.get_many(list(record.reference_shas)))
+            return await self._execute(record, references, reporter, ())
+        finally:
+            self.scheduler.finish(owner)
+
+    # -- the run ------------------------------------------------------------------------------
+
+    async def _execute(
+        self,
+        record: JobRecord,
+        references: tuple[ImageData, ...],
+        reporter: Reporter,
+        warnings: tuple[str, ...],
+    ) -> Outcome | None:
+        lock = self._lane_lock(record.lane)
+        try:
+            async with lock:
+                parent = await self._parent(record)
+                request = await self._request(record, parent, references)
+                results = await self._calls(record, request, reporter)
+                outcome = await self._settle(record, parent, results, reporter, warnings)
+        except asyncio.CancelledError:
+            # Shutting down: the job stays queued/running in the database; the next start
+            # resumes or releases it. Nothing is charged here.
+            raise
+        except Exception as exc:
+            await self._fail(record, exc, ZERO_USAGE, reporter)
+            return None
+        if outcome is not None:
+            await self._deliver(record, outcome, reporter)
+        return outcome
+
+    def _lane_lock(self, lane: str | None) -> asyncio.Lock:
+        if lane is None:
+            return asyncio.Lock()
+        lock = self._lanes.get(lane)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._lanes[lane] = lock
+        return lock
+
+    async def _parent(self, record: JobRecord) -> Turn | None:
+        if record.parent_turn_id is not None:
+            return await self.conversations.get(record.parent_turn_id)
+        if record.lane and record.lane.startswith("thread:"):
+            turn = await self.conversations.latest_in_thread(int(record.lane.split(":", 1)[1]))
+            if turn is not None:
+                await self.jobs.set_parent(record.key, turn.id)
+            return turn
+        return None
+
+    async def _request(
+        self, record: JobRecord, parent: Turn | None, references: tuple[ImageData, ...]
+    ) -> TurnRequest:
+        images: list[ImageData] = []
+        if parent is not None and parent.image_shas:
+            images.append(await self.blobs.get(parent.image_shas[0]))
+        elif record.kind == "edit" and not references:
+            raise InvalidRequest("There is no image to edit here.")
+        images.extend(references)
+        return TurnRequest(
+            prompt=record.prompt, images=tuple(images), aspect_ratio=record.aspect_ratio
+        )
+
+    async def _calls(
+        self, record: JobRecord, request: TurnRequest, reporter: Reporter
+    ) -> list[TurnResult | BaseException]:
+        owner: Hashable = (record.guild_id, record.user_id)
+        started = False
+
+        async def one_call() -> TurnResult:
+            nonlocal started
+            async with self.scheduler.slot(owner, reporter.queued):
+                if not started:
+                    started = True
+                    await self.jobs.set_status(record.key, "running", only_from=("queued",))
+                    await reporter.started()
+                return await self.provider.run_turn(request)
+
+        calls = [one_call() for _ in range(record.count)]
+        return list(await asyncio.gather(*calls, return_exceptions=True))
+
+    async def _settle(
+        self,
+        record: JobRecord,
+        parent: Turn | None,
+        results: list[TurnResult | BaseException],
+        reporter: Reporter,
+        warnings: tuple[str, ...],
+    ) -> Outcome | None:
+        done = [r for r in results if isinstance(r, TurnResult)]
+        errors = [r for r in results if not isinstance(r, TurnResult)]
+        for error in errors:
+            if isinstance(error, asyncio.CancelledError):
+                raise error
+        billed = ZERO_USAGE
+        for item in results:
+            billed = billed + (item.usage if isinstance(item, TurnResult | ProviderError)
+                               else ZERO_USAGE)
+        if not done:
+            await self._fail(record, errors[0], billed, reporter)
+            return None
+        for error in errors:
+            log.warning("job %s: one of %d calls failed: %s", record.key, record.count,
+                        _describe(error))
+        await self.ledger.settle(record.key, billed)
+        images = tuple(image for result in done for image in result.images)
+        shas = tuple([await self.blobs.put(image) for image in images])
+        caption = "\n".join(r.text for r in done if r.text) or None
+        cost = self.prices.cost_micro_usd(billed)
+        turn_id = await self.conversations.add_turn(NewTurn(
+            job_key=record.key, parent_id=parent.id if parent else None,
+            guild_id=record.guild_id, channel_id=record.channel_id, thread_id=record.thread_id,
+            user_id=record.user_id, prompt=record.prompt, aspect_ratio=record.aspect_ratio,
+            caption=caption, provider=self.provider.name, model=self.provider.model,
+            image_shas=shas, usage=billed, cost_micro_usd=cost,
+        ))
+        extra = list(warnings) + [w for r in done for w in r.warnings]
+        if errors:
+            extra.append(f"{len(errors)} of {record.count} images failed: "
+                         f"{user_message_for(errors[0])}")
+        balance = await self.ledger.balance(record.guild_id or 0, record.user_id)
+        return Outcome(
+            job_key=record.key, turn_id=turn_id, user_id=record.user_id, prompt=record.prompt,
+            images=images, caption=caption, usage=billed, cost_micro_usd=cost,
+            balance=balance, warnings=tuple(dict.fromkeys(extra)), thread_id=record.thread_id,
+            reply_to_id=record.reply_to_id, start_thread=record.start_thread,
+        )
+
+    async def _fail(
+        self, record: JobRecord, error: BaseException, billed: Usage, reporter: Reporter
+    ) -> None:
+        if not isinstance(error, PeelError):
+            log.error("job %s failed unexpectedly", record.key, exc_info=error)
+        else:
+            log.info("job %s refused: %s", record.key, _describe(error))
+        entry = await self.ledger.release(record.key, billed if billed.total else None)
+        message = user_message_for(error)
+        if entry is not None and entry.total_tokens:
+            message += (f"\nThe image service still billed {entry.total_tokens:,} tokens "
+                        f"({format_usd(entry.cost_micro_usd)}) for this attempt.")
+        elif "Nothing was charged" not in message:
+            message += " Nothing was charged."
+        await self.jobs.set_status(record.key, "failed", error=message)
+        await reporter.refuse(message)
+
+    async def _deliver(self, record: JobRecord, outcome: Outcome, reporter: Reporter) -> None:
+        try:
+            delivery = await reporter.deliver(outcome)
+        except Exception:
+            log.exception("job %s: the result could not be posted", record.key)
+            await self.jobs.set_status(record.key, "failed", error="delivery failed")
+            return
+        await self.record_delivery(record, outcome.turn_id, delivery)
+
+    async def record_delivery(self, record: JobRecord, turn_id: int, delivery: Delivery) -> None:
+        await self.conversations.set_message(turn_id, delivery.message_id, delivery.thread_id)
+        if delivery.started_thread_id is not None:
+            await self.conversations.add_thread(
+                delivery.started_thread_id, guild_id=record.guild_id,
+                channel_id=record.channel_id, owner_id=record.user_id, root_turn_id=turn_id,
+            )
+        await self.jobs.set_status(record.key, "done")
+
+    # -- restart --------------------------------------------------------------------------------
+
+    async def recover(self) -> RecoveryPlan:
+        """Sort the jobs left by the last run: resume, deliver, or release and tell."""
+        plan = RecoveryPlan()
+        for record in await self.jobs.active():
+            if record.status == "queued":
+                plan.resume.append(record)
+                continue
+            turn = await self.conversations.by_job(record.key)
+            if turn is not None and turn.message_id is None:
+                plan.deliver.append((record, turn))
+            else:
+                plan.interrupted.append(record)
+        released = await self.ledger.recover(keep=[r.key for r in plan.resume])
+        for record in plan.interrupted:
+            await self.jobs.set_status(record.key, "interrupted",
+                                       error="interrupted by a restart")
+        log.info("recovery: %d to resume, %d to deliver, %d interrupted, %d released",
+                 len(plan.resume), len(plan.deliver), len(plan.interrupted), released)
+        return plan
+
+    async def outcome_for(self, record: JobRecord, turn: Turn) -> Outcome:
+        """Rebuild the outcome of a settled turn whose result was never posted."""
+        images = tuple(await self.blobs.get_many(list(turn.image_shas)))
+        balance = await self.ledger.balance(record.guild_id or 0, record.user_id)
+        return Outcome(
+            job_key=record.key, turn_id=turn.id, user_id=record.user_id, prompt=record.prompt,
+            images=images, caption=turn.caption, usage=turn.usage,
+            cost_micro_usd=turn.cost_micro_usd, balance=balance, thread_id=record.thread_id,
+            reply_to_id=record.reply_to_id, start_thread=record.start_thread,
+        )
+
+    def spawn(self, coro: Coroutine[Any, Any, object]) -> None:
+        """Keep a background task referenced until it ends."""
+        task: asyncio.Task[object] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, ProviderError):
+        return f"{type(error).__name__}: {error.detail}"
+    return f"{type(error).__name__}: {error}"

@@ -1,0 +1,165 @@
+"""Conversation turns: who asked what, the result images, and where they were posted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiosqlite
+
+from bot.models import Usage
+from bot.storage.db import Database
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    id: int
+    job_key: str
+    parent_id: int | None
+    root_id: int
+    guild_id: int | None
+    channel_id: int
+    thread_id: int | None
+    message_id: int | None
+    user_id: int
+    prompt: str
+    aspect_ratio: str | None
+    caption: str | None
+    provider: str
+    model: str
+    image_shas: tuple[str, ...]
+    usage: Usage
+    cost_micro_usd: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewTurn:
+    job_key: str
+    parent_id: int | None
+    guild_id: int | None
+    channel_id: int
+    thread_id: int | None
+    user_id: int
+    prompt: str
+    aspect_ratio: str | None
+    caption: str | None
+    provider: str
+    model: str
+    image_shas: tuple[str, ...]
+    usage: Usage
+    cost_micro_usd: int
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadInfo:
+    thread_id: int
+    owner_id: int
+    root_turn_id: int
+
+
+class ConversationStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def add_turn(self, turn: NewTurn) -> int:
+        usage = turn.usage
+        async with self.db.transaction() as conn:
+            root_id: int | None = None
+            if turn.parent_id is not None:
+                cur = await conn.execute(
+                    "SELECT root_id FROM turns WHERE id = ?", (turn.parent_id,)
+                )
+                row = await cur.fetchone()
+                root_id = row[0] if row else None
+            cur = await conn.execute(
+                "INSERT INTO turns (job_key, parent_id, root_id, guild_id, channel_id, thread_id,"
+                " user_id, prompt, aspect_ratio, caption, provider, model, input_tokens,"
+                " output_image_tokens, output_text_tokens, thinking_tokens, usage_reported,"
+                " cost_micro_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    turn.job_key, turn.parent_id, root_id, turn.guild_id, turn.channel_id,
+                    turn.thread_id, turn.user_id, turn.prompt, turn.aspect_ratio, turn.caption,
+                    turn.provider, turn.model, usage.input_tokens, usage.output_image_tokens,
+                    usage.output_text_tokens, usage.thinking_tokens, int(usage.reported),
+                    turn.cost_micro_usd,
+                ),
+            )
+            turn_id = int(cur.lastrowid or 0)
+            if root_id is None:
+                await conn.execute("UPDATE turns SET root_id = id WHERE id = ?", (turn_id,))
+            await conn.executemany(
+                "INSERT INTO turn_images (turn_id, position, sha256) VALUES (?, ?, ?)",
+                [(turn_id, i, sha) for i, sha in enumerate(turn.image_shas)],
+            )
+        return turn_id
+
+    async def set_message(self, turn_id: int, message_id: int, thread_id: int | None) -> None:
+        """Record where the result was posted (the id members reply to)."""
+        await self.db.write(
+            "UPDATE turns SET message_id = ?, thread_id = coalesce(thread_id, ?) WHERE id = ?",
+            (message_id, thread_id, turn_id),
+        )
+
+    async def get(self, turn_id: int) -> Turn | None:
+        row = await self.db.fetchone("SELECT * FROM turns WHERE id = ?", (turn_id,))
+        return await self._turn(row) if row else None
+
+    async def by_job(self, job_key: str) -> Turn | None:
+        row = await self.db.fetchone("SELECT * FROM turns WHERE job_key = ?", (job_key,))
+        return await self._turn(row) if row else None
+
+    async def by_message(self, message_id: int) -> Turn | None:
+        row = await self.db.fetchone("SELECT * FROM turns WHERE message_id = ?", (message_id,))
+        return await self._turn(row) if row else None
+
+    async def latest_in_thread(self, thread_id: int) -> Turn | None:
+        """The thread's latest image: its newest turn, else the turn it was started on."""
+        row = await self.db.fetchone(
+            "SELECT * FROM turns WHERE thread_id = ? ORDER BY id DESC LIMIT 1", (thread_id,)
+        )
+        if row is None:
+            row = await self.db.fetchone(
+                "SELECT t.* FROM threads h JOIN turns t ON t.id = h.root_turn_id"
+                " WHERE h.thread_id = ?",
+                (thread_id,),
+            )
+        return await self._turn(row) if row else None
+
+    async def add_thread(
+        self, thread_id: int, *, guild_id: int | None, channel_id: int, owner_id: int,
+        root_turn_id: int,
+    ) -> None:
+        await self.db.write(
+            "INSERT OR IGNORE INTO threads (thread_id, guild_id, channel_id, owner_id,"
+            " root_turn_id) VALUES (?, ?, ?, ?, ?)",
+            (thread_id, guild_id, channel_id, owner_id, root_turn_id),
+        )
+
+    async def thread(self, thread_id: int) -> ThreadInfo | None:
+        row = await self.db.fetchone(
+            "SELECT thread_id, owner_id, root_turn_id FROM threads WHERE thread_id = ?",
+            (thread_id,),
+        )
+        if row is None:
+            return None
+        return ThreadInfo(row["thread_id"], row["owner_id"], row["root_turn_id"])
+
+    async def _turn(self, row: aiosqlite.Row) -> Turn:
+        images = await self.db.fetchall(
+            "SELECT sha256 FROM turn_images WHERE turn_id = ? ORDER BY position", (row["id"],)
+        )
+        return Turn(
+            id=row["id"], job_key=row["job_key"], parent_id=row["parent_id"],
+            root_id=row["root_id"] or row["id"], guild_id=row["guild_id"],
+            channel_id=row["channel_id"], thread_id=row["thread_id"],
+            message_id=row["message_id"], user_id=row["user_id"], prompt=row["prompt"],
+            aspect_ratio=row["aspect_ratio"], caption=row["caption"], provider=row["provider"],
+            model=row["model"], image_shas=tuple(r["sha256"] for r in images),
+            usage=Usage(
+                input_tokens=row["input_tokens"],
+                output_image_tokens=row["output_image_tokens"],
+                output_text_tokens=row["output_text_tokens"],
+                thinking_tokens=row["thinking_tokens"],
+                reported=bool(row["usage_reported"]),
+            ),
+            cost_micro_usd=row["cost_micro_usd"],
+        )

@@ -1,0 +1,114 @@
+"""Persisted jobs: every turn a member asks for, keyed by its interaction or message id."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import aiosqlite
+
+from bot.storage.db import Database
+
+JobStatus = Literal["queued", "running", "done", "failed", "cancelled", "interrupted"]
+ACTIVE: tuple[JobStatus, ...] = ("queued", "running")
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    key: str
+    kind: Literal["imagine", "edit"]
+    status: JobStatus
+    guild_id: int | None
+    channel_id: int
+    user_id: int
+    prompt: str
+    aspect_ratio: str | None
+    count: int
+    parent_turn_id: int | None
+    thread_id: int | None
+    reply_to_id: int | None
+    start_thread: bool
+    lane: str | None
+    reference_shas: tuple[str, ...] = ()
+    error: str | None = None
+
+
+def _record(row: aiosqlite.Row, shas: Sequence[str]) -> JobRecord:
+    return JobRecord(
+        key=row["key"], kind=row["kind"], status=row["status"], guild_id=row["guild_id"],
+        channel_id=row["channel_id"], user_id=row["user_id"], prompt=row["prompt"],
+        aspect_ratio=row["aspect_ratio"], count=row["count"],
+        parent_turn_id=row["parent_turn_id"], thread_id=row["thread_id"],
+        reply_to_id=row["reply_to_id"], start_thread=bool(row["start_thread"]),
+        lane=row["lane"], reference_shas=tuple(shas), error=row["error"],
+    )
+
+
+class JobStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create(self, job: JobRecord) -> bool:
+        """Insert a queued job; False when the key exists already (a duplicated event)."""
+        async with self.db.transaction() as conn:
+            cur = await conn.execute(
+                "INSERT OR IGNORE INTO jobs (key, kind, status, guild_id, channel_id, user_id,"
+                " prompt, aspect_ratio, count, parent_turn_id, thread_id, reply_to_id,"
+                " start_thread, lane) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job.key, job.kind, job.guild_id, job.channel_id, job.user_id, job.prompt,
+                    job.aspect_ratio, job.count, job.parent_turn_id, job.thread_id,
+                    job.reply_to_id, int(job.start_thread), job.lane,
+                ),
+            )
+            if cur.rowcount == 0:
+                return False
+            await conn.executemany(
+                "INSERT INTO job_references (job_key, position, sha256) VALUES (?, ?, ?)",
+                [(job.key, i, sha) for i, sha in enumerate(job.reference_shas)],
+            )
+        return True
+
+    async def get(self, key: str) -> JobRecord | None:
+        row = await self.db.fetchone("SELECT * FROM jobs WHERE key = ?", (key,))
+        if row is None:
+            return None
+        refs = await self.db.fetchall(
+            "SELECT sha256 FROM job_references WHERE job_key = ? ORDER BY position", (key,)
+        )
+        return _record(row, [r["sha256"] for r in refs])
+
+    async def set_status(
+        self, key: str, status: JobStatus, *, error: str | None = None,
+        only_from: Sequence[JobStatus] | None = None,
+    ) -> bool:
+        """Move a job to `status`; with `only_from`, only if it is in one of those states."""
+        sql = "UPDATE jobs SET status = ?, error = ?, updated_at = unixepoch() WHERE key = ?"
+        params: list[object] = [status, error, key]
+        if only_from:
+            sql += f" AND status IN ({', '.join('?' for _ in only_from)})"
+            params.extend(only_from)
+        cur = await self.db.write(sql, params)
+        return cur.rowcount > 0
+
+    async def set_parent(self, key: str, parent_turn_id: int | None) -> None:
+        await self.db.write(
+            "UPDATE jobs SET parent_turn_id = ? WHERE key = ?", (parent_turn_id, key)
+        )
+
+    async def active(self) -> list[JobRecord]:
+        """Jobs left queued or running, oldest first (for start-up recovery)."""
+        rows = await self.db.fetchall(
+            "SELECT key FROM jobs WHERE status IN ('queued', 'running') ORDER BY rowid"
+        )
+        jobs = [await self.get(row["key"]) for row in rows]
+        return [job for job in jobs if job is not None]
+
+    async def count_active(self, guild_id: int | None, user_id: int) -> int:
+        row = await self.db.fetchone(
+            "SELECT count(*) AS n FROM jobs WHERE guild_id IS ? AND user_id = ?"
+            " AND status IN ('queued', 'running')",
+            (guild_id, user_id),
+        )
+        return int(row["n"]) if row else 0

@@ -1,0 +1,148 @@
+"""Result buttons that keep working after a restart.
+
+Their state lives in the custom id (the turn id) and the database, and they are
+registered as DynamicItems, so no in-memory View has to survive.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord.ext import commands
+
+from bot.service import Outcome
+from bot.tree import send_ephemeral
+from bot.turns import run_interaction_turn
+from cogs.edit import EditModal
+
+if TYPE_CHECKING:
+    from bot.client import PeelBot
+    from bot.storage.conversations import Turn
+
+log = logging.getLogger(__name__)
+
+
+async def _owned_turn(interaction: discord.Interaction, turn_id: int) -> Turn | None:
+    bot: PeelBot = interaction.client  # type: ignore[assignment]
+    turn = await bot.service.conversations.get(turn_id)
+    if turn is None:
+        await send_ephemeral(interaction, "⚠️ Peel no longer has this image.")
+        return None
+    if turn.user_id != interaction.user.id:
+        await send_ephemeral(interaction, "⚠️ Only the member who made this image can do that.")
+        return None
+    return turn
+
+
+class RerollButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"peel:reroll:(?P<turn>\d+)"
+):
+    def __init__(self, turn_id: int) -> None:
+        super().__init__(discord.ui.Button(
+            label="Reroll", emoji="🎲", style=discord.ButtonStyle.secondary,
+            custom_id=f"peel:reroll:{turn_id}",
+        ))
+        self.turn_id = turn_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> RerollButton:
+        return cls(int(match["turn"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        turn = await _owned_turn(interaction, self.turn_id)
+        if turn is None:
+            return
+        bot: PeelBot = interaction.client  # type: ignore[assignment]
+        await interaction.response.defer(thinking=True)
+        job = await bot.service.jobs.get(turn.job_key)
+        references = await bot.service.blobs.get_many(list(job.reference_shas)) if job else []
+        await run_interaction_turn(
+            interaction, kind=job.kind if job else "imagine", prompt=turn.prompt,
+            aspect_ratio=turn.aspect_ratio, references=references,
+            parent_turn_id=turn.parent_id,
+        )
+
+
+class EditButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"peel:edit:(?P<turn>\d+)"
+):
+    def __init__(self, turn_id: int) -> None:
+        super().__init__(discord.ui.Button(
+            label="Edit", emoji="✏️", style=discord.ButtonStyle.secondary,
+            custom_id=f"peel:edit:{turn_id}",
+        ))
+        self.turn_id = turn_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> EditButton:
+        return cls(int(match["turn"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        turn = await _owned_turn(interaction, self.turn_id)
+        if turn is not None:
+            await interaction.response.send_modal(EditModal(parent_turn_id=turn.id))
+
+
+class DeleteButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"peel:delete:(?P<turn>\d+)"
+):
+    def __init__(self, turn_id: int) -> None:
+        super().__init__(discord.ui.Button(
+            label="Delete", emoji="🗑️", style=discord.ButtonStyle.danger,
+            custom_id=f"peel:delete:{turn_id}",
+        ))
+        self.turn_id = turn_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> DeleteButton:
+        return cls(int(match["turn"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        bot: PeelBot = interaction.client  # type: ignore[assignment]
+        turn = await bot.service.conversations.get(self.turn_id)
+        moderator = interaction.permissions.manage_messages
+        if not moderator and (turn is None or turn.user_id != interaction.user.id):
+            await send_ephemeral(
+                interaction, "⚠️ Only the member who made this image or a moderator with "
+                "Manage Messages can delete it."
+            )
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        if interaction.message is not None:
+            try:
+                await interaction.message.delete()
+            except discord.HTTPException as exc:
+                log.warning("could not delete result %s: %s", interaction.message.id, exc.status)
+                await interaction.followup.send("⚠️ Discord would not let Peel delete it.",
+                                                ephemeral=True)
+                return
+        await interaction.followup.send("🗑️ Deleted.", ephemeral=True)
+
+
+def result_view(outcome: Outcome) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(RerollButton(outcome.turn_id))
+    view.add_item(EditButton(outcome.turn_id))
+    view.add_item(DeleteButton(outcome.turn_id))
+    return view
+
+
+class Buttons(commands.Cog):
+    def __init__(self, bot: PeelBot) -> None:
+        self.bot = bot
+
+    async def cog_load(self) -> None:
+        self.bot.add_dynamic_items(RerollButton, EditButton, DeleteButton)
+
+
+async def setup(bot: PeelBot) -> None:
+    await bot.add_cog(Buttons(bot))
