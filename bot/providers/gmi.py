@@ -1,0 +1,125 @@
+"""GMI Cloud's request queue for gemini-3.1-flash-lite-image (specs/providers.md section 2).
+
+Verified [V]: the base URL; `Authorization: Bearer`; `POST /requests`, `GET /requests/{id}`
+and `GET /models`; the submit body `{"model", "payload": {"prompt", "image", "aspect_ratio",
+"image_output_format", "contents"}}`; the statuses queued, dispatched, processing, success,
+failed and cancelled; and "calling method: sync" for Lite, so the POST normally answers
+with the finished request and polling is only a fallback.
+
+Secondary [S], accepted defensively: the request object (`request_id`, `status`,
+`outcome.media_urls` as `{url, width, height}` objects or as bare strings); failure text in
+`error`, `message`, `error_message` or `detail`; the status synonyms running, succeeded,
+completed, finished, done, error, failure and canceled; 401/403 for a bad key.
+
+Inferred [I]: reference images travel as Gemini-style `inlineData` parts (camelCase) of
+`payload.contents`, after a text part holding the prompt. GMI documents references only as
+URLs in `payload.image`; Peel has no public URLs for a member's images, and a third-party
+GMI client sends `contents` with inline data for the Gemini image models. Without
+references the plain `prompt` field is sent. The fallback poll schedule is ours.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from bot.codec import encode_json
+from bot.errors import ProviderBadResponse
+from bot.models import Capabilities, TurnRequest
+from bot.providers.http import RetryPolicy, Timeouts
+from bot.providers.polling import PollSchedule, TaskSnapshot, TaskState
+from bot.providers.taskapi import (
+    DEFAULT_MAX_RESULT_BYTES,
+    DEFAULT_MODEL,
+    TaskApiProvider,
+    message_in,
+    task_state,
+    urls_in,
+)
+
+log = logging.getLogger(__name__)
+
+NAME = "gmi"
+DEFAULT_BASE_URL = "https://console.gmicloud.ai/api/v1/ie/requestqueue/apikey"
+
+
+def parse_request(doc: Any) -> TaskSnapshot:
+    """A GMI request object (the POST answer or a GET /requests/{id}) as a TaskSnapshot."""
+    if not isinstance(doc, Mapping):
+        raise ProviderBadResponse("request answer is not an object", provider=NAME)
+    status = doc.get("status")
+    state = task_state(status, provider=NAME)
+    task_id = doc.get("request_id") or doc.get("id") or ""
+    if state is TaskState.PENDING and not task_id:
+        raise ProviderBadResponse(f"{status} request without a request_id", provider=NAME)
+    outcome = doc.get("outcome")
+    media = outcome.get("media_urls") if isinstance(outcome, Mapping) else None
+    return TaskSnapshot(
+        task_id=str(task_id),
+        state=state,
+        status=str(status),
+        urls=urls_in(media),
+        message=message_in(doc) if state is not TaskState.SUCCEEDED else "",
+    )
+
+
+class GmiProvider(TaskApiProvider):
+    """gemini-3.1-flash-lite-image through GMI Cloud's (normally synchronous) request queue."""
+
+    name = NAME
+    capabilities = Capabilities(
+        max_reference_images=14,
+        max_images_per_request=1,
+        reports_usage=False,
+        multi_turn=False,
+    )
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        api_key: str,
+        base_url: str = DEFAULT_BASE_URL,
+        model: str = DEFAULT_MODEL,
+        retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen dataclass, safe to share
+        timeouts: Timeouts = Timeouts(),  # noqa: B008 - frozen dataclass, safe to share
+        poll: PollSchedule | None = None,
+        max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+    ) -> None:
+        super().__init__(
+            session, api_key=api_key, base_url=base_url, model=model, retry=retry,
+            timeouts=timeouts, poll=poll or PollSchedule.gmi(),
+            max_result_bytes=max_result_bytes,
+        )
+
+    def _encode_submit(self, request: TurnRequest) -> bytes:
+        payload: dict[str, Any] = {"image_output_format": "png"}
+        if request.images:
+            # encode_json writes bytes as base64, here on the codec worker.
+            parts: list[dict[str, Any]] = [{"text": request.prompt}]
+            parts += [
+                {"inlineData": {"mimeType": image.mime, "data": image.data}}
+                for image in request.images
+            ]
+            payload["contents"] = [{"role": "user", "parts": parts}]
+        else:
+            payload["prompt"] = request.prompt
+        if request.aspect_ratio:
+            payload["aspect_ratio"] = request.aspect_ratio
+        return encode_json({"model": self.model, "payload": payload})
+
+    async def _submit(self, body: bytes) -> TaskSnapshot:
+        snapshot = parse_request(await self._call("POST", "/requests", body=body))
+        if not snapshot.done:
+            log.debug("gmi: request %s is %s; polling", snapshot.task_id, snapshot.status)
+        return snapshot
+
+    async def _query(self, task_id: str) -> TaskSnapshot:
+        return parse_request(await self._call("GET", f"/requests/{quote(task_id, safe='')}"))
+
+    def _probe(self) -> tuple[str, dict[str, str] | None]:
+        return "/models", None
