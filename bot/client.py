@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 
 import aiohttp
@@ -12,6 +14,7 @@ from discord.ext import commands
 from bot.delivery import ChannelReporter
 from bot.service import ImageService
 from bot.settings import Settings
+from bot.storage.meta import MetaStore
 from bot.tree import PeelTree
 
 log = logging.getLogger(__name__)
@@ -71,12 +74,28 @@ class PeelBot(commands.Bot):
     async def setup_hook(self) -> None:
         for extension in EXTENSIONS:
             await self.load_extension(extension)
+        await self.sync_commands()
+
+    async def sync_commands(self) -> None:
+        """Dev guild: sync every start. Globally: only when the command set changed,
+        because Discord allows 200 command creates a day."""
         guild_id = self.settings.discord_dev_guild_id
         if guild_id:
             guild = discord.Object(id=guild_id)
             self.tree.copy_global_to(guild=guild)
             synced = await self.tree.sync(guild=guild)
             log.info("synced %d commands to guild %s", len(synced), guild_id)
+            return
+        payload = [command.to_dict(self.tree) for command in self.tree.get_commands()]
+        digest = hashlib.sha256(
+            json.dumps(payload, sort_keys=True, default=str).encode()
+        ).hexdigest()
+        meta = MetaStore(self.service.jobs.db)
+        if await meta.get("global_commands") == digest:
+            return
+        synced = await self.tree.sync()
+        await meta.set("global_commands", digest)
+        log.info("synced %d global commands", len(synced))
 
     async def on_ready(self) -> None:
         log.info("connected as %s (%s) to %d servers", self.user, self.application_id,

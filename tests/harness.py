@@ -23,7 +23,9 @@ _ORIGINAL_BASE = discord.http.Route.BASE
 _ORIGINAL_GATEWAY = discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
 
 
-def png_bytes(width: int = 32, height: int = 24, color: tuple[int, int, int] = (200, 30, 30)) -> bytes:
+def png_bytes(
+    width: int = 32, height: int = 24, color: tuple[int, int, int] = (200, 30, 30)
+) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (width, height), color).save(buffer, format="PNG")
     return buffer.getvalue()
@@ -63,7 +65,7 @@ class Harness:
         token = self.settings.discord_token.get_secret_value()
         self._task = asyncio.create_task(self.runtime.bot.start(token))
         await self.discord.wait_until(
-            lambda: self.runtime is not None and self.runtime.bot.is_ready()
+            lambda: (self.runtime is not None and self.runtime.bot.is_ready())
             or (self._task is not None and self._task.done()),
             timeout=15,
         )

@@ -85,3 +85,9 @@ CREATE TABLE threads (
     root_turn_id  INTEGER NOT NULL REFERENCES turns(id),
     created_at    INTEGER NOT NULL DEFAULT (unixepoch())
 );
+
+-- Small facts the bot keeps between runs (e.g. the hash of the last synced command set).
+CREATE TABLE meta (
+    key    TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+);
