@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     # Upstream call limits.
     provider_connect_timeout: float = Field(default=10.0, gt=0)
     provider_timeout: float = Field(default=120.0, gt=0)
+    # Multiplies the task providers' published polling schedules (GMI, APIMart, LinkModel).
+    provider_poll_scale: float = Field(default=1.0, gt=0, le=10)
     # Seconds a shutdown waits for running provider calls before releasing them.
     shutdown_grace: float = Field(default=30.0, ge=0)
 

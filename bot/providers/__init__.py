@@ -6,6 +6,7 @@ import aiohttp
 
 from bot.providers.base import ImageProvider
 from bot.providers.http import Timeouts
+from bot.providers.polling import PollSchedule
 from bot.settings import Settings
 
 
@@ -14,6 +15,7 @@ def build_provider(settings: Settings, session: aiohttp.ClientSession) -> ImageP
     timeouts = Timeouts(connect=settings.provider_connect_timeout,
                         total=settings.provider_timeout)
     key, model = settings.provider_api_key, settings.image_model
+    scale = settings.provider_poll_scale
     name = settings.image_provider
     if name == "gemini":
         from bot.providers.gemini import GeminiProvider
@@ -24,13 +26,15 @@ def build_provider(settings: Settings, session: aiohttp.ClientSession) -> ImageP
         from bot.providers.gmi import GmiProvider
 
         return GmiProvider(session, base_url=settings.gmi_base_url, api_key=key, model=model,
-                           timeouts=timeouts)
+                           timeouts=timeouts, poll=PollSchedule.gmi().scaled(scale))
     if name == "apimart":
         from bot.providers.apimart import ApimartProvider
 
         return ApimartProvider(session, base_url=settings.apimart_base_url, api_key=key,
-                               model=model, timeouts=timeouts)
+                               model=model, timeouts=timeouts,
+                               poll=PollSchedule.apimart().scaled(scale))
     from bot.providers.linkmodel import LinkmodelProvider
 
     return LinkmodelProvider(session, base_url=settings.linkmodel_base_url, api_key=key,
-                             model=model, timeouts=timeouts)
+                             model=model, timeouts=timeouts,
+                             poll=PollSchedule.linkmodel().scaled(scale))
