@@ -226,8 +226,12 @@ class InteractionReporter:
         if not self._token_alive():
             await self._fallback().refuse(message)
             return
+        # The first followup after a defer would *edit* the public placeholder, so resolve
+        # the placeholder first, send the private message, then remove the placeholder.
+        await self.interaction.edit_original_response(content=text, attachments=[], view=None,
+                                                      allowed_mentions=NO_MENTIONS)
+        await self.interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
         try:
             await self.interaction.delete_original_response()
-        except discord.HTTPException:
-            pass
-        await self.interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        except discord.HTTPException as exc:
+            log.debug("could not remove the placeholder: %s", exc.status)

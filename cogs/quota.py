@@ -25,6 +25,8 @@ def manages_server(interaction: discord.Interaction) -> bool:
     return True
 
 
+@app_commands.default_permissions(manage_guild=True)
+@app_commands.guild_only()
 class Quota(commands.GroupCog, group_name="quota",
             group_description="Manage members' image budgets (Manage Server)"):
     def __init__(self, bot: PeelBot) -> None:
@@ -42,7 +44,6 @@ class Quota(commands.GroupCog, group_name="quota",
 
     @app_commands.command(name="show", description="Show a member's budget and spend")
     @app_commands.describe(user="The member")
-    @app_commands.default_permissions(manage_guild=True)
     @app_commands.check(manages_server)
     async def show(self, interaction: discord.Interaction, user: discord.User) -> None:
         balance = await self.bot.service.ledger.balance(interaction.guild_id or 0, user.id)
@@ -51,7 +52,6 @@ class Quota(commands.GroupCog, group_name="quota",
     @app_commands.command(name="set", description="Set a member's daily token limit")
     @app_commands.describe(user="The member", tokens="Daily limit; 0 = unlimited, "
                            "leave empty to return to the server default")
-    @app_commands.default_permissions(manage_guild=True)
     @app_commands.check(manages_server)
     async def set_(self, interaction: discord.Interaction, user: discord.User,
                    tokens: app_commands.Range[int, 0, MAX_TOKENS] | None = None) -> None:
@@ -63,7 +63,6 @@ class Quota(commands.GroupCog, group_name="quota",
 
     @app_commands.command(name="grant", description="Give a member extra tokens for today")
     @app_commands.describe(user="The member", tokens="Extra tokens for the current period")
-    @app_commands.default_permissions(manage_guild=True)
     @app_commands.check(manages_server)
     async def grant(self, interaction: discord.Interaction, user: discord.User,
                     tokens: app_commands.Range[int, 1, MAX_TOKENS]) -> None:
@@ -74,7 +73,6 @@ class Quota(commands.GroupCog, group_name="quota",
 
     @app_commands.command(name="reset", description="Reset a member's spend for today")
     @app_commands.describe(user="The member")
-    @app_commands.default_permissions(manage_guild=True)
     @app_commands.check(manages_server)
     async def reset(self, interaction: discord.Interaction, user: discord.User) -> None:
         balance = await self.bot.service.ledger.reset(
