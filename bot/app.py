@@ -94,14 +94,19 @@ async def check_provider(runtime: Runtime) -> None:
 
 
 async def drain(runtime: Runtime) -> None:
-    """Stop taking work; let running provider calls finish within the grace period."""
-    service = runtime.service
-    service.accepting = False
+    """Stop taking work and let started jobs finish and post within the grace period.
+
+    Jobs that have not started stay queued (in the database) for the next start; jobs still
+    running when the grace period ends are released on the next start and their owners told.
+    """
+    live = runtime.service.live
+    live.stop_accepting()
+    log.info("draining: waiting for %d started jobs", live.started)
     try:
-        await asyncio.wait_for(service.scheduler.wait_idle(), runtime.settings.shutdown_grace)
+        await asyncio.wait_for(live.wait_quiet(), runtime.settings.shutdown_grace)
     except TimeoutError:
-        log.warning("%d provider calls still running at shutdown; they will be released "
-                    "on the next start", service.scheduler.running)
+        log.warning("%d jobs still running at shutdown; they will be released on the next "
+                    "start", live.started)
 
 
 async def run(settings: Settings) -> None:

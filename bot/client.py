@@ -12,8 +12,10 @@ import yarl
 from discord.ext import commands
 
 from bot.delivery import ChannelReporter
+from bot.recovery import INTERRUPTED_TEXT, RecoveryPlan, outcome_for, plan_recovery
 from bot.service import ImageService
 from bot.settings import Settings
+from bot.storage.jobs import JobRecord
 from bot.storage.meta import MetaStore
 from bot.tree import PeelTree
 
@@ -69,9 +71,12 @@ class PeelBot(commands.Bot):
         self.settings = settings
         self.session = session
         self.service = service
-        self._recovered = False
+        self._recovery: RecoveryPlan | None = None
 
     async def setup_hook(self) -> None:
+        # Sorted before the gateway connects, so no job of this run is mistaken for one
+        # the last run left; acted on at the first READY, when channels are known.
+        self._recovery = await plan_recovery(self.service)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         await self.sync_commands()
@@ -100,49 +105,46 @@ class PeelBot(commands.Bot):
     async def on_ready(self) -> None:
         log.info("connected as %s (%s) to %d servers", self.user, self.application_id,
                  len(self.guilds))
-        if not self._recovered:
-            self._recovered = True
-            await self.recover_jobs()
+        plan, self._recovery = self._recovery, None
+        if plan is not None:
+            await self.recover_jobs(plan)
 
-    async def recover_jobs(self) -> None:
-        """Resume queued jobs, deliver settled ones, tell owners of interrupted ones."""
-        plan = await self.service.recover()
+    async def recover_jobs(self, plan: RecoveryPlan) -> None:
+        """Deliver settled results, tell owners of interrupted jobs, resume queued ones."""
         for record, turn in plan.deliver:
-            reporter = self._channel_reporter(record.channel_id, record.thread_id,
-                                              record.user_id)
+            reporter = self._channel_reporter(record)
             if reporter is None:
                 continue
-            outcome = await self.service.outcome_for(record, turn)
             try:
-                delivery = await reporter.deliver(outcome)
-            except discord.HTTPException:
-                log.warning("could not deliver recovered job %s", record.key)
+                delivery = await reporter.deliver(await outcome_for(self.service, record, turn))
+            except discord.HTTPException as exc:
+                log.warning("could not deliver recovered job %s: %s", record.key, exc.status)
                 continue
             await self.service.record_delivery(record, turn.id, delivery)
         for record in plan.interrupted:
-            reporter = self._channel_reporter(record.channel_id, record.thread_id,
-                                              record.user_id)
-            if reporter is not None:
-                await reporter.refuse(
-                    "Peel restarted while your image was being made, so it was stopped. "
-                    "Nothing was charged; please run it again."
-                )
+            reporter = self._channel_reporter(record)
+            if reporter is None:
+                continue
+            try:
+                await reporter.refuse(INTERRUPTED_TEXT)
+            except discord.HTTPException as exc:
+                log.warning("could not tell the owner of job %s: %s", record.key, exc.status)
         for record in plan.resume:
-            reporter = self._channel_reporter(record.channel_id, record.thread_id,
-                                              record.user_id)
+            reporter = self._channel_reporter(record)
             if reporter is not None:
                 self.service.spawn(self.service.resume(record, reporter))
 
-    def _channel_reporter(
-        self, channel_id: int, thread_id: int | None, owner_id: int
-    ) -> ChannelReporter | None:
+    def _channel_reporter(self, record: JobRecord) -> ChannelReporter | None:
+        """Jobs from the last run have no interaction token left: report in the channel."""
         from cogs.buttons import result_view
 
-        channel = self.get_channel(thread_id or channel_id)
+        channel = self.get_channel(record.thread_id or record.channel_id)
         if not isinstance(channel, discord.abc.Messageable):
-            log.warning("channel %s is gone; cannot report to its job owner", channel_id)
+            log.warning("channel %s is gone; cannot report job %s to its owner",
+                        record.channel_id, record.key)
             return None
-        return ChannelReporter(channel, owner_id=owner_id, view_factory=result_view)
+        return ChannelReporter(channel, owner_id=record.user_id, view_factory=result_view,
+                               job_key=record.key)
 
     async def on_error(self, event_method: str, /, *args: object, **kwargs: object) -> None:
         log.exception("unhandled error in %s", event_method)

@@ -12,13 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import NamedTuple
 
+import aiohttp
 import discord
 
 from bot import render
+from bot.contract import Delivery, Outcome
 from bot.render import NO_MENTIONS
-from bot.service import Delivery, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -27,25 +29,43 @@ STATUS_INTERVAL = 1.5
 # Stop using the interaction token this long before it expires.
 TOKEN_MARGIN = 30.0
 
+CANCELLED_TEXT = "🚫 Cancelled. Nothing was charged."
+
 ViewFactory = Callable[[Outcome], discord.ui.View]
 
 
-class _StatusThrottle:
-    """Coalesces status updates: at most one edit per interval, always the latest text."""
+class Status(NamedTuple):
+    text: str
+    cancel_key: str | None = None  # show the owner's Cancel button for this job
 
-    def __init__(self, edit: Callable[[str], object], interval: float = STATUS_INTERVAL) -> None:
+
+def _status_view(status: Status) -> discord.ui.View | None:
+    """The Cancel button while queued; None (no buttons) otherwise."""
+    if status.cancel_key is None:
+        return None
+    from cogs.buttons import cancel_view  # the glue's buttons; imported late (no cycle)
+
+    return cancel_view(status.cancel_key)
+
+
+class _StatusThrottle:
+    """Coalesces status updates: at most one edit per interval, always the latest status."""
+
+    def __init__(
+        self, edit: Callable[[Status], Awaitable[None]], interval: float = STATUS_INTERVAL
+    ) -> None:
         self._edit = edit
         self._interval = interval
-        self._pending: str | None = None
-        self._shown: str | None = None
+        self._pending: Status | None = None
+        self._shown: Status | None = None
         self._last = 0.0
         self._task: asyncio.Task[None] | None = None
         self.closed = False
 
-    def set(self, text: str) -> None:
-        if self.closed or text == self._shown:
+    def set(self, status: Status) -> None:
+        if self.closed or status == self._shown:
             return
-        self._pending = text
+        self._pending = status
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._flush())
 
@@ -54,15 +74,16 @@ class _StatusThrottle:
             wait = self._last + self._interval - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
-            text, self._pending = self._pending, None
-            if self.closed or text is None:
+            status, self._pending = self._pending, None
+            if self.closed or status is None:
                 return
             self._last = time.monotonic()
-            self._shown = text
+            self._shown = status
             try:
-                await self._edit(text)  # type: ignore[misc]
-            except discord.HTTPException as exc:
-                log.debug("status edit failed: %s", exc.status)
+                await self._edit(status)
+            except (discord.HTTPException, aiohttp.ClientError) as exc:
+                # A status line is cosmetic: the result or refusal still follows.
+                log.debug("status edit failed: %r", exc)
 
     async def close(self) -> None:
         self.closed = True
@@ -99,33 +120,42 @@ class ChannelReporter:
         view_factory: ViewFactory,
         reply_to: discord.Message | discord.PartialMessage | None = None,
         announce: bool = True,
+        job_key: str | None = None,
     ) -> None:
         self.channel = channel
         self.owner_id = owner_id
         self.view_factory = view_factory
         self.reply_to = reply_to
         self.announce = announce
+        # A message-triggered turn is keyed by the message that asked for it.
+        if job_key is None and reply_to is not None:
+            job_key = str(reply_to.id)
+        self.job_key = job_key
         self._status: discord.Message | None = None
         self._throttle = _StatusThrottle(self._show)
 
-    async def _show(self, text: str) -> None:
-        if self._status is None:
-            if not self.announce:
-                return
-            self._status = await self.channel.send(
-                text, reference=self.reply_to, mention_author=False,
-                allowed_mentions=NO_MENTIONS,
-            ) if self.reply_to is not None else await self.channel.send(
-                text, allowed_mentions=NO_MENTIONS
-            )
-        else:
-            await self._status.edit(content=text, allowed_mentions=NO_MENTIONS)
+    async def _show(self, status: Status) -> None:
+        view = _status_view(status)
+        if self._status is not None:
+            await self._status.edit(content=status.text, view=view, allowed_mentions=NO_MENTIONS)
+            return
+        if not self.announce:
+            return
+        kwargs: dict[str, object] = {"allowed_mentions": NO_MENTIONS}
+        if view is not None:
+            kwargs["view"] = view
+        if self.reply_to is not None:
+            kwargs.update(reference=self.reply_to, mention_author=False)
+        self._status = await self.channel.send(status.text, **kwargs)  # type: ignore[call-overload]
 
     def queued(self, position: int) -> None:
-        self._throttle.set(render.queued_text(position))
+        self._throttle.set(Status(render.queued_text(position), self.job_key))
 
     async def started(self) -> None:
-        self._throttle.set(render.GENERATING_TEXT)
+        self._throttle.set(Status(render.GENERATING_TEXT))
+
+    async def cancelled(self) -> None:
+        await self._throttle.close()
 
     async def deliver(self, outcome: Outcome) -> Delivery:
         await self._throttle.close()
@@ -148,7 +178,7 @@ class ChannelReporter:
         await self._throttle.close()
         text = render.clip(f"⚠️ {message}", render.MAX_CONTENT)
         if self._status is not None:
-            await self._status.edit(content=text, allowed_mentions=NO_MENTIONS)
+            await self._status.edit(content=text, view=None, allowed_mentions=NO_MENTIONS)
             return
         if self.reply_to is not None:
             await self.channel.send(text, reference=self.reply_to, mention_author=False,
@@ -168,32 +198,47 @@ class ChannelReporter:
 class InteractionReporter:
     """Progress and result through an application command's own response."""
 
-    def __init__(self, interaction: discord.Interaction, *, view_factory: ViewFactory) -> None:
+    # Seconds before the token's 15-minute expiry at which Peel stops using it.
+    token_margin: float = TOKEN_MARGIN
+
+    def __init__(
+        self,
+        interaction: discord.Interaction,
+        *,
+        view_factory: ViewFactory,
+        job_key: str | None = None,
+    ) -> None:
         self.interaction = interaction
         self.view_factory = view_factory
+        # An interaction turn is keyed by its interaction id.
+        self.job_key = job_key if job_key is not None else str(interaction.id)
         self._throttle = _StatusThrottle(self._show)
 
     def _token_alive(self) -> bool:
         remaining = (self.interaction.expires_at - discord.utils.utcnow()).total_seconds()
-        return remaining > TOKEN_MARGIN
+        return remaining > self.token_margin
 
-    async def _show(self, text: str) -> None:
+    async def _show(self, status: Status) -> None:
         if self._token_alive():
-            await self.interaction.edit_original_response(content=text,
-                                                          allowed_mentions=NO_MENTIONS)
+            await self.interaction.edit_original_response(
+                content=status.text, view=_status_view(status), allowed_mentions=NO_MENTIONS
+            )
 
     def queued(self, position: int) -> None:
-        self._throttle.set(render.queued_text(position))
+        self._throttle.set(Status(render.queued_text(position), self.job_key))
 
     async def started(self) -> None:
-        self._throttle.set(render.GENERATING_TEXT)
+        self._throttle.set(Status(render.GENERATING_TEXT))
+
+    async def cancelled(self) -> None:
+        await self._throttle.close()
 
     def _fallback(self) -> ChannelReporter:
         channel = self.interaction.channel
         if not isinstance(channel, discord.abc.Messageable):
             raise RuntimeError("interaction has no messageable channel")
         return ChannelReporter(channel, owner_id=self.interaction.user.id,
-                               view_factory=self.view_factory)
+                               view_factory=self.view_factory, job_key=self.job_key)
 
     async def deliver(self, outcome: Outcome) -> Delivery:
         await self._throttle.close()

@@ -1,11 +1,13 @@
 """The turn pipeline: what happens between a member's request and the posted result.
 
-    check -> admit -> persist job -> reserve -> fair slot -> provider -> settle/release
-          -> store images and turn -> deliver (Discord glue) -> done
+    check -> admit -> persist job -> reserve -> fair slot -> provider -> store turn
+          -> settle/release -> deliver (Discord glue) -> done
 
 Each step is idempotent by the job key (the interaction or message id): a duplicated event
 finds its job row and does nothing. A job stays `running` until its result is delivered,
 so a crash after settling but before posting is delivered on the next start instead of lost.
+Until its first provider call starts, a job may be cancelled by its owner; while Peel drains
+for a restart, jobs that have not started stay queued for the next start.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Coroutine, Hashable
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from collections.abc import Coroutine
+from typing import Any
 
+from bot.contract import Delivery, Outcome, Reporter, TurnSpec
 from bot.errors import (
     InvalidRequest,
     PeelError,
@@ -26,6 +28,7 @@ from bot.errors import (
     UserError,
     user_message_for,
 )
+from bot.livejobs import CallProgress, CancelResult, LiveJobs
 from bot.models import (
     ASPECT_RATIOS,
     MAX_PROMPT_CHARS,
@@ -41,77 +44,13 @@ from bot.scheduler import Scheduler
 from bot.storage.blobs import BlobStore
 from bot.storage.conversations import ConversationStore, NewTurn, Turn
 from bot.storage.jobs import JobRecord, JobStore
-from bot.storage.ledger import Balance, Ledger
+from bot.storage.ledger import Ledger
+
+__all__ = ["CancelResult", "Delivery", "ImageService", "Outcome", "Reporter", "TurnSpec"]
 
 log = logging.getLogger(__name__)
 
 MAX_COUNT = 4
-
-
-@dataclass(frozen=True, slots=True)
-class TurnSpec:
-    """One turn as a member asked for it, built by the Discord glue."""
-
-    key: str
-    kind: Literal["imagine", "edit"]
-    guild_id: int | None
-    channel_id: int
-    user_id: int
-    prompt: str
-    aspect_ratio: str | None = None
-    count: int = 1
-    references: tuple[ImageData, ...] = ()
-    parent_turn_id: int | None = None
-    # Edit "the thread's latest image", resolved when the job runs (not when it queues),
-    # so two messages in one thread build on each other.
-    parent_thread_id: int | None = None
-    thread_id: int | None = None
-    reply_to_id: int | None = None
-    start_thread: bool = False
-    warnings: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    job_key: str
-    turn_id: int
-    user_id: int
-    prompt: str
-    images: tuple[ImageData, ...]
-    caption: str | None
-    usage: Usage
-    cost_micro_usd: int
-    balance: Balance
-    warnings: tuple[str, ...] = ()
-    thread_id: int | None = None
-    reply_to_id: int | None = None
-    start_thread: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    message_id: int
-    thread_id: int | None = None  # the thread the result was posted in
-    started_thread_id: int | None = None  # a new thread started on the result
-
-
-class Reporter(Protocol):
-    """How a job shows itself in Discord; implemented by the glue."""
-
-    def queued(self, position: int) -> None: ...
-
-    async def started(self) -> None: ...
-
-    async def deliver(self, outcome: Outcome) -> Delivery: ...
-
-    async def refuse(self, message: str) -> None: ...
-
-
-@dataclass(slots=True)
-class RecoveryPlan:
-    resume: list[JobRecord] = field(default_factory=list)
-    deliver: list[tuple[JobRecord, Turn]] = field(default_factory=list)
-    interrupted: list[JobRecord] = field(default_factory=list)
 
 
 class ImageService:
@@ -133,7 +72,8 @@ class ImageService:
         self.blobs = blobs
         self.scheduler = scheduler
         self.prices = prices
-        self.accepting = True
+        self.live = LiveJobs()
+        self._claimed: set[str] = set()  # keys being admitted in this process
         self._lanes: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
@@ -143,10 +83,23 @@ class ImageService:
 
     async def run(self, spec: TurnSpec, reporter: Reporter) -> Outcome | None:
         """Run a member's turn to the end. Refusals go to `reporter.refuse`; returns None."""
+        if spec.key in self._claimed:
+            log.info("job %s is already being admitted; duplicate event ignored", spec.key)
+            return None
+        self._claimed.add(spec.key)
+        try:
+            return await self._run_new(spec, reporter)
+        finally:
+            self._claimed.discard(spec.key)
+
+    async def _run_new(self, spec: TurnSpec, reporter: Reporter) -> Outcome | None:
+        if await self.jobs.exists(spec.key):
+            log.info("job %s already exists; duplicate event ignored", spec.key)
+            return None
         owner = (spec.guild_id, spec.user_id)
         try:
             self.check(spec)
-            if not self.accepting:
+            if not self.live.accepting:
                 raise InvalidRequest("Peel is restarting. Try again in a minute.")
             self.scheduler.admit(owner)
         except UserError as exc:
@@ -193,18 +146,7 @@ class ImageService:
         if not await self.jobs.create(record):
             log.info("job %s already exists; duplicate event ignored", spec.key)
             return None
-        has_parent = spec.parent_turn_id is not None or lane is not None
-        estimate = estimate_usage(
-            record.prompt, len(shas) + int(has_parent), images_requested=spec.count
-        )
-        try:
-            await self.ledger.reserve(
-                spec.key, guild_id=spec.guild_id or 0, user_id=spec.user_id, usage=estimate,
-                provider=self.provider.name, model=self.provider.model,
-            )
-        except QuotaExceeded as exc:
-            await self.jobs.set_status(spec.key, "failed", error=exc.user_message)
-            await reporter.refuse(exc.user_message)
+        if not await self._reserve(record, reporter):
             return None
         return await self._execute(record, spec.references, reporter, spec.warnings)
 
@@ -213,10 +155,58 @@ class ImageService:
         owner = (record.guild_id, record.user_id)
         self.scheduler.force_admit(owner)
         try:
+            # Idempotent: finds the reservation kept over the restart, or makes the one a
+            # crash between queueing and reserving left out.
+            if not await self._reserve(record, reporter):
+                return None
             references = tuple(await self.blobs.get_many(list(record.reference_shas)))
             return await self._execute(record, references, reporter, ())
         finally:
             self.scheduler.finish(owner)
+
+    async def _reserve(self, record: JobRecord, reporter: Reporter) -> bool:
+        has_parent = record.parent_turn_id is not None or record.lane is not None
+        estimate = estimate_usage(
+            record.prompt, len(record.reference_shas) + int(has_parent),
+            images_requested=record.count,
+        )
+        try:
+            await self.ledger.reserve(
+                record.key, guild_id=record.guild_id or 0, user_id=record.user_id,
+                usage=estimate, provider=self.provider.name, model=self.provider.model,
+            )
+        except QuotaExceeded as exc:
+            await self.jobs.set_status(record.key, "failed", error=exc.user_message)
+            await reporter.refuse(exc.user_message)
+            return False
+        return True
+
+    # -- cancelling and draining ------------------------------------------------------------
+
+    @property
+    def accepting(self) -> bool:
+        return self.live.accepting
+
+    async def cancel(self, key: str, user_id: int) -> CancelResult:
+        """Cancel a job that has not started, for its owner. Returns once it is settled:
+        out of the queue, its reservation released, its row `cancelled`."""
+        waiting = self.live.waiting(key)
+        if waiting is None:
+            return await self._cannot_cancel(key, user_id)
+        if waiting.user_id != user_id:
+            return CancelResult.NOT_OWNER
+        await self.live.cancel(waiting)
+        return CancelResult.CANCELLED
+
+    async def _cannot_cancel(self, key: str, user_id: int) -> CancelResult:
+        record = await self.jobs.get(key)
+        if record is None:
+            return CancelResult.FINISHED
+        if record.user_id != user_id:
+            return CancelResult.NOT_OWNER
+        if record.status in ("queued", "running"):
+            return CancelResult.STARTED
+        return CancelResult.FINISHED
 
     # -- the run ------------------------------------------------------------------------------
 
@@ -227,17 +217,41 @@ class ImageService:
         reporter: Reporter,
         warnings: tuple[str, ...],
     ) -> Outcome | None:
-        lock = self._lane_lock(record.lane)
+        # The work runs as its own task so the owner's Cancel can stop just this job.
+        task = asyncio.ensure_future(self._work(record, references, reporter, warnings))
+        waiting = self.live.watch(record.key, record.user_id, task)
         try:
-            async with lock:
+            return await task
+        except asyncio.CancelledError:
+            # Shutting down: the job stays queued/running in the database; the next start
+            # resumes or releases it. Nothing is charged here.
+            if not waiting.cancel_requested or _shutting_down():
+                raise
+            await self._cancelled(record, reporter)
+            return None
+        finally:
+            self.live.end(waiting)
+
+    async def _cancelled(self, record: JobRecord, reporter: Reporter) -> None:
+        await self.ledger.release(record.key)
+        await self.jobs.set_status(record.key, "cancelled", error="cancelled by its owner",
+                                   only_from=("queued",))
+        await reporter.cancelled()
+        log.info("job %s cancelled by its owner", record.key)
+
+    async def _work(
+        self,
+        record: JobRecord,
+        references: tuple[ImageData, ...],
+        reporter: Reporter,
+        warnings: tuple[str, ...],
+    ) -> Outcome | None:
+        try:
+            async with self._lane(record.lane):
                 parent = await self._parent(record)
                 request = await self._request(record, parent, references)
                 results = await self._calls(record, request, reporter)
                 outcome = await self._settle(record, parent, results, reporter, warnings)
-        except asyncio.CancelledError:
-            # Shutting down: the job stays queued/running in the database; the next start
-            # resumes or releases it. Nothing is charged here.
-            raise
         except Exception as exc:
             await self._fail(record, exc, ZERO_USAGE, reporter)
             return None
@@ -245,7 +259,8 @@ class ImageService:
             await self._deliver(record, outcome, reporter)
         return outcome
 
-    def _lane_lock(self, lane: str | None) -> asyncio.Lock:
+    def _lane(self, lane: str | None) -> asyncio.Lock:
+        """Jobs in one lane (a thread's edits) run one after another; others at once."""
         if lane is None:
             return asyncio.Lock()
         lock = self._lanes.get(lane)
@@ -280,20 +295,34 @@ class ImageService:
     async def _calls(
         self, record: JobRecord, request: TurnRequest, reporter: Reporter
     ) -> list[TurnResult | BaseException]:
-        owner: Hashable = (record.guild_id, record.user_id)
-        started = False
-
-        async def one_call() -> TurnResult:
-            nonlocal started
-            async with self.scheduler.slot(owner, reporter.queued):
-                if not started:
-                    started = True
-                    await self.jobs.set_status(record.key, "running", only_from=("queued",))
-                    await reporter.started()
-                return await self.provider.run_turn(request)
-
-        calls = [one_call() for _ in range(record.count)]
+        progress = CallProgress(reporter.queued)
+        calls = [
+            self._call(record, request, reporter, progress, index)
+            for index in range(record.count)
+        ]
         return list(await asyncio.gather(*calls, return_exceptions=True))
+
+    async def _call(
+        self, record: JobRecord, request: TurnRequest, reporter: Reporter, progress: CallProgress,
+        index: int,
+    ) -> TurnResult:
+        owner = (record.guild_id, record.user_id)
+        while True:
+            async with self.scheduler.slot(owner, progress.tracker(index)):
+                if progress.started or self.live.accepting:
+                    if not progress.started:
+                        await self._begin(record, reporter, progress)
+                    return await self.provider.run_turn(request)
+            # Draining for a restart and this job has not started: give the slot back and
+            # wait; the row stays queued and the next start resumes it.
+            await self.live.hold()
+
+    async def _begin(self, record: JobRecord, reporter: Reporter, progress: CallProgress) -> None:
+        # No await before these lines: from here on the job cannot be cancelled.
+        progress.started = True
+        self.live.begin(record.key)
+        await self.jobs.set_status(record.key, "running", only_from=("queued",))
+        await reporter.started()
 
     async def _settle(
         self,
@@ -308,28 +337,20 @@ class ImageService:
         for error in errors:
             if isinstance(error, asyncio.CancelledError):
                 raise error
-        billed = ZERO_USAGE
-        for item in results:
-            billed = billed + (item.usage if isinstance(item, TurnResult | ProviderError)
-                               else ZERO_USAGE)
+        billed = _billed(results)
         if not done:
             await self._fail(record, errors[0], billed, reporter)
             return None
         for error in errors:
             log.warning("job %s: one of %d calls failed: %s", record.key, record.count,
                         _describe(error))
-        await self.ledger.settle(record.key, billed)
         images = tuple(image for result in done for image in result.images)
-        shas = tuple([await self.blobs.put(image) for image in images])
         caption = "\n".join(r.text for r in done if r.text) or None
         cost = self.prices.cost_micro_usd(billed)
-        turn_id = await self.conversations.add_turn(NewTurn(
-            job_key=record.key, parent_id=parent.id if parent else None,
-            guild_id=record.guild_id, channel_id=record.channel_id, thread_id=record.thread_id,
-            user_id=record.user_id, prompt=record.prompt, aspect_ratio=record.aspect_ratio,
-            caption=caption, provider=self.provider.name, model=self.provider.model,
-            image_shas=shas, usage=billed, cost_micro_usd=cost,
-        ))
+        # The turn is stored before the charge: a crash between the two leaves a turn whose
+        # result the next start delivers and settles, never a charge without a result.
+        turn_id = await self._store_turn(record, parent, images, caption, billed, cost)
+        await self.ledger.settle(record.key, billed)
         extra = list(warnings) + [w for r in done for w in r.warnings]
         if errors:
             extra.append(f"{len(errors)} of {record.count} images failed: "
@@ -341,6 +362,19 @@ class ImageService:
             balance=balance, warnings=tuple(dict.fromkeys(extra)), thread_id=record.thread_id,
             reply_to_id=record.reply_to_id, start_thread=record.start_thread,
         )
+
+    async def _store_turn(
+        self, record: JobRecord, parent: Turn | None, images: tuple[ImageData, ...],
+        caption: str | None, billed: Usage, cost: int,
+    ) -> int:
+        shas = tuple([await self.blobs.put(image) for image in images])
+        return await self.conversations.add_turn(NewTurn(
+            job_key=record.key, parent_id=parent.id if parent else None,
+            guild_id=record.guild_id, channel_id=record.channel_id, thread_id=record.thread_id,
+            user_id=record.user_id, prompt=record.prompt, aspect_ratio=record.aspect_ratio,
+            caption=caption, provider=self.provider.name, model=self.provider.model,
+            image_shas=shas, usage=billed, cost_micro_usd=cost,
+        ))
 
     async def _fail(
         self, record: JobRecord, error: BaseException, billed: Usage, reporter: Reporter
@@ -377,44 +411,25 @@ class ImageService:
             )
         await self.jobs.set_status(record.key, "done")
 
-    # -- restart --------------------------------------------------------------------------------
-
-    async def recover(self) -> RecoveryPlan:
-        """Sort the jobs left by the last run: resume, deliver, or release and tell."""
-        plan = RecoveryPlan()
-        for record in await self.jobs.active():
-            if record.status == "queued":
-                plan.resume.append(record)
-                continue
-            turn = await self.conversations.by_job(record.key)
-            if turn is not None and turn.message_id is None:
-                plan.deliver.append((record, turn))
-            else:
-                plan.interrupted.append(record)
-        released = await self.ledger.recover(keep=[r.key for r in plan.resume])
-        for record in plan.interrupted:
-            await self.jobs.set_status(record.key, "interrupted",
-                                       error="interrupted by a restart")
-        log.info("recovery: %d to resume, %d to deliver, %d interrupted, %d released",
-                 len(plan.resume), len(plan.deliver), len(plan.interrupted), released)
-        return plan
-
-    async def outcome_for(self, record: JobRecord, turn: Turn) -> Outcome:
-        """Rebuild the outcome of a settled turn whose result was never posted."""
-        images = tuple(await self.blobs.get_many(list(turn.image_shas)))
-        balance = await self.ledger.balance(record.guild_id or 0, record.user_id)
-        return Outcome(
-            job_key=record.key, turn_id=turn.id, user_id=record.user_id, prompt=record.prompt,
-            images=images, caption=turn.caption, usage=turn.usage,
-            cost_micro_usd=turn.cost_micro_usd, balance=balance, thread_id=record.thread_id,
-            reply_to_id=record.reply_to_id, start_thread=record.start_thread,
-        )
-
     def spawn(self, coro: Coroutine[Any, Any, object]) -> None:
         """Keep a background task referenced until it ends."""
         task: asyncio.Task[object] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _billed(results: list[TurnResult | BaseException]) -> Usage:
+    """What the provider billed across a job's calls, failed ones included."""
+    billed = ZERO_USAGE
+    for item in results:
+        if isinstance(item, TurnResult | ProviderError):
+            billed = billed + item.usage
+    return billed
+
+
+def _shutting_down() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _describe(error: BaseException) -> str:

@@ -1,7 +1,8 @@
-"""Result buttons that keep working after a restart.
+"""Buttons that keep working after a restart: Reroll, Edit and Delete on results, and
+Cancel on a queued job's status.
 
-Their state lives in the custom id (the turn id) and the database, and they are
-registered as DynamicItems, so no in-memory View has to survive.
+Their state lives in the custom id (the turn id or job key) and the database, and they
+are registered as DynamicItems, so no in-memory View has to survive.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord.ext import commands
 
-from bot.service import Outcome
+from bot.delivery import CANCELLED_TEXT
+from bot.render import NO_MENTIONS
+from bot.service import CancelResult, Outcome
 from bot.tree import send_ephemeral
 from bot.turns import run_interaction_turn
 from cogs.edit import EditModal
@@ -128,6 +131,51 @@ class DeleteButton(
         await interaction.followup.send("🗑️ Deleted.", ephemeral=True)
 
 
+CANCEL_REFUSALS = {
+    CancelResult.NOT_OWNER: "⚠️ Only the member who asked for this image can cancel it.",
+    CancelResult.STARTED: "⚠️ This image is already being made, so it can't be cancelled now.",
+    CancelResult.FINISHED: "⚠️ This request has already finished.",
+}
+
+
+class CancelButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"peel:cancel:(?P<job>[0-9]+)"
+):
+    """On a queued job's status message, for its owner, until the job starts."""
+
+    def __init__(self, job_key: str) -> None:
+        super().__init__(discord.ui.Button(
+            label="Cancel", style=discord.ButtonStyle.secondary,
+            custom_id=f"peel:cancel:{job_key}",
+        ))
+        self.job_key = job_key
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> CancelButton:
+        return cls(match["job"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        bot: PeelBot = interaction.client  # type: ignore[assignment]
+        # Acknowledge first: cancelling waits for the job to release its reservation.
+        await interaction.response.defer()
+        result = await bot.service.cancel(self.job_key, interaction.user.id)
+        if result is CancelResult.CANCELLED:
+            await interaction.edit_original_response(
+                content=CANCELLED_TEXT, view=None, allowed_mentions=NO_MENTIONS
+            )
+            return
+        await interaction.followup.send(CANCEL_REFUSALS[result], ephemeral=True,
+                                        allowed_mentions=NO_MENTIONS)
+
+
+def cancel_view(job_key: str) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(CancelButton(job_key))
+    return view
+
+
 def result_view(outcome: Outcome) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
     view.add_item(RerollButton(outcome.turn_id))
@@ -141,7 +189,7 @@ class Buttons(commands.Cog):
         self.bot = bot
 
     async def cog_load(self) -> None:
-        self.bot.add_dynamic_items(RerollButton, EditButton, DeleteButton)
+        self.bot.add_dynamic_items(RerollButton, EditButton, DeleteButton, CancelButton)
 
 
 async def setup(bot: PeelBot) -> None:

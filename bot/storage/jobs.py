@@ -70,6 +70,10 @@ class JobStore:
             )
         return True
 
+    async def exists(self, key: str) -> bool:
+        row = await self.db.fetchone("SELECT 1 FROM jobs WHERE key = ?", (key,))
+        return row is not None
+
     async def get(self, key: str) -> JobRecord | None:
         row = await self.db.fetchone("SELECT * FROM jobs WHERE key = ?", (key,))
         if row is None:
