@@ -52,7 +52,7 @@ from PIL import (
 )
 
 from bot.errors import BadAttachment
-from bot.models import MAX_REFERENCE_IMAGES, ImageData
+from bot.models import MAX_REFERENCE_IMAGES, ImageData, sniff_mime
 
 log = logging.getLogger(__name__)
 
@@ -121,19 +121,6 @@ def split_by_limit(
 def left_out_warning(filenames: Sequence[str], *, already: int, limit: int) -> str:
     counted = " (the image being edited counts as one)" if already else ""
     return f"Only {limit} images can be used per turn{counted}; left out: {', '.join(filenames)}"
-
-
-def sniff_mime(data: bytes) -> str | None:
-    """The image type from the magic bytes; filenames and content types are never trusted."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return PNG
-    if data.startswith(b"\xff\xd8\xff"):
-        return JPEG
-    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return WEBP
-    if data.startswith((b"GIF87a", b"GIF89a")):
-        return GIF
-    return None
 
 
 # ---------------------------------------------------------------------------- downloading

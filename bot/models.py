@@ -21,6 +21,23 @@ MAX_REFERENCE_IMAGES = 14
 MAX_PROMPT_CHARS = 4000
 
 
+def sniff_mime(data: bytes) -> str | None:
+    """An image's type from its magic bytes (PNG, JPEG, WebP, GIF), else None.
+
+    Filenames and declared content types are never trusted; this is the one place that
+    decides what an image is.
+    """
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class ImageData:
     """An image's bytes with its MIME type (always sniffed from the bytes, never trusted)."""

@@ -16,7 +16,7 @@ def test_sniff_mime_reads_the_bytes(fmt: str) -> None:
     assert sniff_mime(image.data) == image.mime
 
 
-@pytest.mark.parametrize("data", [b"", b"<html>", b"GIF89a....", b"RIFF\x00\x00\x00\x00WAVE"])
+@pytest.mark.parametrize("data", [b"", b"<html>", b"RIFF\x00\x00\x00\x00WAVE"])
 def test_sniff_mime_refuses_anything_else(data: bytes) -> None:
     assert sniff_mime(data) is None
 

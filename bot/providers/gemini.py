@@ -48,6 +48,7 @@ from bot.models import (
     TurnRequest,
     TurnResult,
     Usage,
+    sniff_mime,
 )
 from bot.pricing import estimate_usage
 from bot.providers.http import RetryPolicy, Timeouts, download, http_error, send, with_retries
@@ -125,19 +126,6 @@ class ParsedResponse:
     @property
     def text(self) -> str | None:
         return "\n".join(self.texts) or None
-
-
-def sniff_mime(data: bytes) -> str | None:
-    """The image type the magic bytes say, or None."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    return None
 
 
 def _field(mapping: Mapping[str, Any], camel: str, snake: str) -> Any:

@@ -42,7 +42,7 @@ from bot.errors import (
     TaskFailed,
     scrub,
 )
-from bot.models import Capabilities, ImageData, TurnRequest, TurnResult
+from bot.models import Capabilities, ImageData, TurnRequest, TurnResult, sniff_mime
 from bot.pricing import estimate_usage
 from bot.providers.http import RetryPolicy, Timeouts, download, http_error, send, with_retries
 from bot.providers.polling import (
@@ -64,15 +64,7 @@ _ONE_ATTEMPT = RetryPolicy(max_attempts=1)
 _MESSAGE_KEYS = ("message", "msg", "error_message", "detail", "error_description")
 
 
-def sniff_mime(data: bytes) -> str | None:
-    """The image type from the magic bytes: PNG, JPEG or WebP, else None."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return None
+RESULT_TYPES = ("image/png", "image/jpeg", "image/webp")
 
 
 def data_uri(image: ImageData) -> str:
@@ -311,7 +303,7 @@ class TaskApiProvider:
 
         data = await with_retries(attempt, self.retry, provider=self.name)
         mime = sniff_mime(data)
-        if mime is None:
+        if mime not in RESULT_TYPES:
             raise self._bad(f"result at {url} is not a PNG, JPEG or WebP image")
         return ImageData(data=data, mime=mime)
 
