@@ -1,0 +1,108 @@
+"""Group commit: single-statement writes from many coroutines share one transaction.
+
+Under load, every write on the one connection waits for the one before it to come back
+from aiosqlite's thread, and every commit is a WAL write (an fsync with synchronous=FULL).
+`GroupCommit.write()` queues its statement instead. A lone statement runs as it would
+alone (one autocommit statement under the write lock). A backlog runs as one
+`Database.transaction()` whose statements are sent to the thread together, then one COMMIT.
+
+Each statement keeps its own meaning: it is still one atomic statement, run in arrival
+order, seeing every statement before it. One that breaks a constraint (a CHECK, a
+trigger's RAISE) is undone alone by SQLite's statement rollback and only its caller gets
+the error; any other error (I/O, a full disk) rolls the whole batch back and every caller
+in it gets the error. No caller hears of success before the COMMIT that made its statement
+durable. A caller cancelled while waiting does not stop its statement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+from bot.storage.db import Database
+
+Params = Sequence[Any] | Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    sql: str
+    params: Params
+    done: asyncio.Future[list[aiosqlite.Row]]
+
+
+class GroupCommit:
+    """Batches one-statement writes (typically INSERT ... RETURNING) into shared commits."""
+
+    def __init__(self, db: Database, *, max_batch: int = 256) -> None:
+        self._db = db
+        self._max_batch = max_batch
+        self._pending: list[_Write] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def write(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
+        """Run one write statement; its RETURNING rows once it is committed."""
+        write = _Write(sql, params, asyncio.get_running_loop().create_future())
+        self._pending.append(write)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return await write.done
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch = self._pending[: self._max_batch]
+            del self._pending[: self._max_batch]
+            try:
+                await self._run(batch)
+            except Exception as error:  # the batch was rolled back, or never ran
+                for write in batch:
+                    _fail(write, error)
+            except BaseException:  # this task is cancelled: nobody will run the rest
+                for write in batch + self._pending:
+                    write.done.cancel()
+                self._pending.clear()
+                raise
+
+    async def _run(self, batch: list[_Write]) -> None:
+        if len(batch) == 1:
+            write = batch[0]
+            try:
+                rows = await self._db.write_returning(write.sql, write.params)
+            except Exception as error:
+                _fail(write, error)
+            else:
+                _resolve(write, rows)
+            return
+        async with self._db.transaction() as conn:
+            results = await asyncio.gather(
+                *(conn.execute_fetchall(write.sql, write.params) for write in batch),
+                return_exceptions=True,
+            )
+            for result in results:
+                if isinstance(result, BaseException) and not _statement_only(result):
+                    raise result
+        for write, result in zip(batch, results, strict=True):
+            if isinstance(result, BaseException):
+                _fail(write, result)
+            else:
+                _resolve(write, list(result))
+
+
+def _statement_only(error: BaseException) -> bool:
+    """Whether SQLite undid just the one statement and the transaction is still good."""
+    return isinstance(error, sqlite3.IntegrityError)
+
+
+def _resolve(write: _Write, rows: list[aiosqlite.Row]) -> None:
+    if not write.done.done():
+        write.done.set_result(rows)
+
+
+def _fail(write: _Write, error: BaseException) -> None:
+    if not write.done.done():
+        write.done.set_exception(error)
