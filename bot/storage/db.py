@@ -83,10 +83,13 @@ class Database:
             await self.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self.conn
+                await self.conn.execute("COMMIT")
             except BaseException:
-                await self.conn.execute("ROLLBACK")
+                # Also after a failed COMMIT (a full disk): never leave the shared
+                # connection inside a transaction that the next writer would join.
+                if self.conn.in_transaction:
+                    await self.conn.execute("ROLLBACK")
                 raise
-            await self.conn.execute("COMMIT")
 
     async def write(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Cursor:
         """One autocommit write statement under the write lock. Returns the cursor."""
