@@ -6,14 +6,12 @@ which trusts the size) and validated by their bytes in `bot.images`.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 import aiohttp
 import discord
 
 from bot import images
-from bot.errors import BadAttachment
 from bot.models import ImageData
 
 
@@ -21,11 +19,9 @@ def usable(attachments: Sequence[discord.Attachment | None]) -> list[discord.Att
     return [a for a in attachments if a is not None]
 
 
-def precheck(attachments: Sequence[discord.Attachment]) -> None:
-    """Refuse on what Discord declares, before downloading anything."""
-    for attachment in attachments:
-        if attachment.size > images.MAX_IMAGE_BYTES:
-            raise BadAttachment(attachment.filename, "it is larger than 10 MB")
+def sources(attachments: Sequence[discord.Attachment]) -> list[images.SourceFile]:
+    """What the intake needs to know of each attachment; the size is Discord's claim only."""
+    return [images.SourceFile(a.filename, a.url, declared_size=a.size) for a in attachments]
 
 
 async def read_references(
@@ -37,19 +33,11 @@ async def read_references(
 ) -> tuple[list[ImageData], list[str]]:
     """Download, validate and prepare attachments as reference images.
 
-    Files beyond the per-turn limit are not downloaded at all; the returned warnings
-    name them. Any bad file raises its BadAttachment and the whole turn is refused.
+    Files beyond the per-turn limit (`already` counts the image being edited) are not
+    downloaded at all; the returned warnings name them. Any bad file raises its
+    BadAttachment and the whole turn is refused. Goes through `images.fetch_references`,
+    which holds only a few raw downloads at once however many files a turn has.
     """
-    kept, left_out = images.split_by_limit(list(attachments), already=already, limit=limit)
-    precheck(kept)
-    payloads = await asyncio.gather(*[
-        images.download_capped(session, a.url, filename=a.filename) for a in kept
-    ])
-    prepared, warnings = await images.prepare_references(
-        [(a.filename, data) for a, data in zip(kept, payloads, strict=True)],
-        already=already, limit=limit,
+    return await images.fetch_references(
+        session, sources(attachments), already=already, limit=limit
     )
-    if left_out:
-        names = ", ".join(a.filename for a in left_out)
-        warnings.append(f"Only {limit} images can be used per turn; left out: {names}")
-    return prepared, warnings
