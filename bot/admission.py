@@ -33,9 +33,11 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+
+from bot.models import ImageData
 
 DEFAULT_MAX_BYTES_IN_FLIGHT = 256 * 1024 * 1024
 # A request body carries each reference image as base64: 4 bytes for every 3.
@@ -48,6 +50,10 @@ def turn_bytes(reference_bytes: int, *, calls: int = 1) -> int:
     if reference_bytes <= 0:
         return 0
     return reference_bytes + math.ceil(reference_bytes * BASE64_GROWTH) * max(1, calls)
+
+
+def size_of(images: Iterable[ImageData]) -> int:
+    return sum(len(image.data) for image in images)
 
 
 @dataclass(eq=False)

@@ -18,6 +18,7 @@ import weakref
 from collections.abc import Coroutine
 from typing import Any
 
+from bot.admission import ByteBudget
 from bot.contract import Delivery, Outcome, Reporter, TurnSpec
 from bot.errors import (
     InvalidRequest,
@@ -64,6 +65,7 @@ class ImageService:
         blobs: BlobStore,
         scheduler: Scheduler,
         prices: PriceTable,
+        admission: ByteBudget | None = None,
     ) -> None:
         self.provider = provider
         self.ledger = ledger
@@ -72,6 +74,8 @@ class ImageService:
         self.blobs = blobs
         self.scheduler = scheduler
         self.prices = prices
+        # Bytes of reference images in flight; the Discord glue holds them per turn.
+        self.admission = admission if admission is not None else ByteBudget()
         self.live = LiveJobs()
         self._claimed: set[str] = set()  # keys being admitted in this process
         self._lanes: weakref.WeakValueDictionary[str, asyncio.Lock] = (
