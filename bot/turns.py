@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal
 
 import discord
 
+from bot.admission import size_of, turn_bytes
 from bot.attachments import read_references
 from bot.delivery import ChannelReporter, InteractionReporter
 from bot.errors import UserError
@@ -144,22 +145,26 @@ async def run_interaction_turn(
         await interaction.response.defer(thinking=True)
     reporter = InteractionReporter(interaction, view_factory=result_view)
     has_parent = parent_turn_id is not None
-    try:
-        read, warnings = await read_references(
-            bot.session, list(attachments), already=len(references) + int(has_parent)
+    # Bytes in flight are bounded: under overload the turn waits here, after the ack.
+    declared = sum(a.size for a in attachments) + size_of(references)
+    async with bot.service.admission.hold(turn_bytes(declared, calls=count)) as grant:
+        try:
+            read, warnings = await read_references(
+                bot.session, list(attachments), already=len(references) + int(has_parent)
+            )
+        except UserError as exc:
+            await reporter.refuse(exc.user_message)
+            return
+        grant.shrink_to(turn_bytes(size_of((*references, *read)), calls=count))
+        channel = interaction.channel
+        spec = TurnSpec(
+            key=str(interaction.id), kind=kind, guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id or 0, user_id=interaction.user.id, prompt=prompt,
+            aspect_ratio=aspect_ratio, count=count, references=(*references, *read),
+            parent_turn_id=parent_turn_id, thread_id=thread_of(channel),
+            start_thread=starts_thread(channel), warnings=tuple(warnings),
         )
-    except UserError as exc:
-        await reporter.refuse(exc.user_message)
-        return
-    channel = interaction.channel
-    spec = TurnSpec(
-        key=str(interaction.id), kind=kind, guild_id=interaction.guild_id,
-        channel_id=interaction.channel_id or 0, user_id=interaction.user.id, prompt=prompt,
-        aspect_ratio=aspect_ratio, count=count, references=(*references, *read),
-        parent_turn_id=parent_turn_id, thread_id=thread_of(channel),
-        start_thread=starts_thread(channel), warnings=tuple(warnings),
-    )
-    await bot.service.run(spec, reporter)
+        await bot.service.run(spec, reporter)
 
 
 async def run_message_turn(
@@ -183,14 +188,17 @@ async def run_message_turn(
     if ticket is not None:
         reporter = _LaneReporter(reporter, ticket.release)
     has_parent = parent_turn_id is not None or parent_thread_id is not None
-    try:
-        read, warnings = await read_references(
-            bot.session, list(message.attachments), already=int(has_parent)
-        )
-    except UserError as exc:
-        await reporter.refuse(exc.user_message)
-        return
+    declared = sum(a.size for a in message.attachments)
+    async with bot.service.admission.hold(turn_bytes(declared)):
+        try:
+            read, warnings = await read_references(
+                bot.session, list(message.attachments), already=int(has_parent)
+            )
+        except UserError as exc:
+            await reporter.refuse(exc.user_message)
+            return
     if ticket is not None:
+        # Holding no bytes: an earlier message of the thread may be waiting for some.
         await ticket.wait()
     spec = TurnSpec(
         key=str(message.id), kind=kind, guild_id=message.guild.id if message.guild else None,
@@ -201,7 +209,8 @@ async def run_message_turn(
         and parent_turn_id is None and starts_thread(message.channel),
         warnings=tuple(warnings),
     )
-    await bot.service.run(spec, reporter)
+    async with bot.service.admission.hold(turn_bytes(size_of(read))):
+        await bot.service.run(spec, reporter)
 
 
 def message_reporter(message: discord.Message) -> Reporter:

@@ -8,6 +8,7 @@ import random
 import pytest
 
 from bot.admission import DEFAULT_MAX_BYTES_IN_FLIGHT, ByteBudget, Grant, turn_bytes
+from tests.harness import Harness, png_bytes
 
 
 async def settle() -> None:
@@ -194,3 +195,38 @@ def test_turn_bytes_counts_the_images_and_one_base64_copy_per_call() -> None:
 def test_a_budget_needs_room() -> None:
     with pytest.raises(ValueError):
         ByteBudget(0)
+
+
+async def test_a_turn_waits_for_bytes_after_its_ack_and_before_its_download(
+    gemini_bot: Harness,
+) -> None:
+    fake, gemini, budget = gemini_bot.discord, gemini_bot.upstream, gemini_bot.service.admission
+    photo = png_bytes(300, 200, (10, 120, 200))
+    attachment = fake.add_attachment(photo, "photo.png", "image/png")
+    blocker = await budget.acquire(budget.capacity)
+    calls_before = len(gemini.requests)
+
+    interaction = await fake.slash(
+        "imagine", {"prompt": "in watercolour", "image": attachment}, user=fake.alice
+    )
+    await fake.wait_until(lambda: interaction.acknowledged_at is not None)
+    await fake.wait_until(lambda: budget.waiting == 1)
+    assert fake.cdn_requests == [] and len(gemini.requests) == calls_before
+
+    blocker.release()
+    await fake.wait_until(
+        lambda: any(m.attachments for m in interaction.messages()), timeout=10
+    )
+    assert gemini.requests[-1].images == [("image/png", photo)]
+    await fake.wait_until(lambda: budget.in_use == 0 and budget.waiting == 0)
+
+
+async def test_a_turn_without_references_never_waits_for_bytes(gemini_bot: Harness) -> None:
+    fake, budget = gemini_bot.discord, gemini_bot.service.admission
+    blocker = await budget.acquire(budget.capacity)
+    interaction = await fake.slash("imagine", {"prompt": "a quiet harbour"}, user=fake.alice)
+    await fake.wait_until(
+        lambda: any(m.attachments for m in interaction.messages()), timeout=10
+    )
+    blocker.release()
+    await fake.wait_until(lambda: budget.in_use == 0)
