@@ -273,8 +273,10 @@ class InteractionReporter:
             return
         # The first followup after a defer would *edit* the public placeholder, so resolve
         # the placeholder first, send the private message, then remove the placeholder.
-        await self.interaction.edit_original_response(content=text, attachments=[], view=None,
-                                                      allowed_mentions=NO_MENTIONS)
+        # The placeholder shows nothing private in the moment before it is removed.
+        await self.interaction.edit_original_response(
+            content=render.REFUSED_TEXT, attachments=[], view=None, allowed_mentions=NO_MENTIONS
+        )
         await self.interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
         try:
             await self.interaction.delete_original_response()

@@ -57,6 +57,7 @@ def queued_text(position: int) -> str:
 
 
 GENERATING_TEXT = "🎨 Generating…"
+REFUSED_TEXT = "⚠️ This request could not be completed."
 STARTING_TEXT = "⏳ Preparing…"
 
 
