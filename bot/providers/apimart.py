@@ -28,16 +28,11 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
-
 from bot.codec import encode_json
 from bot.errors import ProviderBadResponse
 from bot.models import Capabilities, TurnRequest
-from bot.providers.http import RetryPolicy, Timeouts
 from bot.providers.polling import PollSchedule, TaskSnapshot, TaskState
 from bot.providers.taskapi import (
-    DEFAULT_MAX_RESULT_BYTES,
-    DEFAULT_MODEL,
     TaskApiProvider,
     as_cost,
     business_error,
@@ -98,23 +93,8 @@ class ApimartProvider(TaskApiProvider):
         multi_turn=False,
     )
 
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        *,
-        api_key: str,
-        base_url: str = DEFAULT_BASE_URL,
-        model: str = DEFAULT_MODEL,
-        retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen dataclass, safe to share
-        timeouts: Timeouts = Timeouts(),  # noqa: B008 - frozen dataclass, safe to share
-        poll: PollSchedule | None = None,
-        max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
-    ) -> None:
-        super().__init__(
-            session, api_key=api_key, base_url=base_url, model=model, retry=retry,
-            timeouts=timeouts, poll=poll or PollSchedule.apimart(),
-            max_result_bytes=max_result_bytes,
-        )
+    default_base_url = DEFAULT_BASE_URL
+    default_poll = PollSchedule.apimart
 
     def _encode_submit(self, request: TurnRequest) -> bytes:
         body: dict[str, Any] = {

@@ -25,16 +25,11 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
-
 from bot.codec import encode_json
 from bot.errors import ProviderBadResponse
 from bot.models import Capabilities, TurnRequest
-from bot.providers.http import RetryPolicy, Timeouts
 from bot.providers.polling import PollSchedule, TaskSnapshot, TaskState
 from bot.providers.taskapi import (
-    DEFAULT_MAX_RESULT_BYTES,
-    DEFAULT_MODEL,
     TaskApiProvider,
     as_cost,
     business_error,
@@ -81,23 +76,8 @@ class LinkmodelProvider(TaskApiProvider):
         multi_turn=False,
     )
 
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        *,
-        api_key: str,
-        base_url: str = DEFAULT_BASE_URL,
-        model: str = DEFAULT_MODEL,
-        retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen dataclass, safe to share
-        timeouts: Timeouts = Timeouts(),  # noqa: B008 - frozen dataclass, safe to share
-        poll: PollSchedule | None = None,
-        max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
-    ) -> None:
-        super().__init__(
-            session, api_key=api_key, base_url=base_url, model=model, retry=retry,
-            timeouts=timeouts, poll=poll or PollSchedule.linkmodel(),
-            max_result_bytes=max_result_bytes,
-        )
+    default_base_url = DEFAULT_BASE_URL
+    default_poll = PollSchedule.linkmodel
 
     def _encode_submit(self, request: TurnRequest) -> bytes:
         body: dict[str, Any] = {"model": self.model, "prompt": request.prompt, "quality": "1K"}

@@ -26,7 +26,7 @@ import base64
 import dataclasses
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import aiohttp
@@ -136,26 +136,29 @@ class TaskApiProvider:
 
     name: ClassVar[str]
     capabilities: ClassVar[Capabilities]
+    #: The provider's real base URL and its published polling schedule.
+    default_base_url: ClassVar[str]
+    default_poll: ClassVar[Callable[[], PollSchedule]]
 
     def __init__(
         self,
         session: aiohttp.ClientSession,
         *,
         api_key: str,
-        base_url: str,
-        model: str,
-        retry: RetryPolicy,
-        timeouts: Timeouts,
-        poll: PollSchedule,
-        max_result_bytes: int,
+        base_url: str | None = None,
+        model: str = DEFAULT_MODEL,
+        retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen dataclass, safe to share
+        timeouts: Timeouts = Timeouts(),  # noqa: B008 - frozen dataclass, safe to share
+        poll: PollSchedule | None = None,
+        max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
     ) -> None:
         self._session = session
         self._api_key = api_key
-        self.base_url = base_url.rstrip("/")
+        self.base_url = (base_url or self.default_base_url).rstrip("/")
         self.model = model
         self.retry = retry
         self.timeouts = timeouts
-        self.poll = poll
+        self.poll = poll or type(self).default_poll()
         self.max_result_bytes = max_result_bytes
 
     def __repr__(self) -> str:
