@@ -10,6 +10,7 @@ jobs resumed after a restart, which have no interaction.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -49,7 +50,11 @@ def _status_view(status: Status) -> discord.ui.View | None:
 
 
 class _StatusThrottle:
-    """Coalesces status updates: at most one edit per interval, always the latest status."""
+    """Coalesces status updates: at most one edit per interval, always the latest status.
+
+    An urgent status (generating has started) skips the wait: it takes the Cancel button
+    away, and it comes once per job, so it cannot strain Discord's rate limits.
+    """
 
     def __init__(
         self, edit: Callable[[Status], Awaitable[None]], interval: float = STATUS_INTERVAL
@@ -57,26 +62,31 @@ class _StatusThrottle:
         self._edit = edit
         self._interval = interval
         self._pending: Status | None = None
+        self._urgent = False
+        self._wake = asyncio.Event()
         self._shown: Status | None = None
         self._last = 0.0
         self._task: asyncio.Task[None] | None = None
         self.closed = False
 
-    def set(self, status: Status) -> None:
+    def set(self, status: Status, *, urgent: bool = False) -> None:
         if self.closed or status == self._shown:
             return
         self._pending = status
+        self._urgent = self._urgent or urgent
+        self._wake.set()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._flush())
 
     async def _flush(self) -> None:
         while self._pending is not None and not self.closed:
             wait = self._last + self._interval - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            status, self._pending = self._pending, None
-            if self.closed or status is None:
-                return
+            if wait > 0 and not self._urgent:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+                continue
+            status, self._pending, self._urgent = self._pending, None, False
             self._last = time.monotonic()
             self._shown = status
             try:
@@ -152,7 +162,7 @@ class ChannelReporter:
         self._throttle.set(Status(render.queued_text(position), self.job_key))
 
     async def started(self) -> None:
-        self._throttle.set(Status(render.GENERATING_TEXT))
+        self._throttle.set(Status(render.GENERATING_TEXT), urgent=True)
 
     async def cancelled(self) -> None:
         await self._throttle.close()
@@ -228,7 +238,7 @@ class InteractionReporter:
         self._throttle.set(Status(render.queued_text(position), self.job_key))
 
     async def started(self) -> None:
-        self._throttle.set(Status(render.GENERATING_TEXT))
+        self._throttle.set(Status(render.GENERATING_TEXT), urgent=True)
 
     async def cancelled(self) -> None:
         await self._throttle.close()

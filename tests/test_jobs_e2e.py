@@ -188,7 +188,9 @@ async def test_a_third_job_while_two_run_is_refused_at_once(gemini_bot: Harness)
     assert time.monotonic() - asked < 1.0
     assert "already have 2 image jobs queued or running" in refusal
     assert all(result_of(i) is None for i in running)  # refused while the two still ran
-    assert not [m for m in third.messages() if not m.ephemeral and not m.deleted]
+    # Only the member sees it: the public placeholder goes away.
+    await fake.wait_until(
+        lambda: not [m for m in third.messages() if not m.ephemeral and not m.deleted])
     # Another member is not affected by alice's limit.
     other = await fake.slash("imagine", {"prompt": "bob's"}, user=fake.bob)
     for interaction in [*running, other]:
@@ -267,10 +269,14 @@ async def test_owner_cancels_a_queued_job(tmp_path: Path) -> None:
             assert service.scheduler.jobs_of((fake.guild_id, fake.alice.id)) == 1
             gemini.latency = 1.0
         await fake.wait_until(lambda: len(gemini.requests) == 1)
+        # Generating: the status says so and the Cancel button is gone.
+        await fake.wait_until(lambda: "Generating" in status_of(keep).content)
+        assert status_of(keep).custom_ids == []
         # Once its call has started, a job can no longer be cancelled.
         assert await service.cancel(str(keep.id), fake.alice.id) is CancelResult.STARTED
         assert await service.cancel(str(keep.id), fake.bob.id) is CancelResult.NOT_OWNER
         await wait_result(fake, keep)
+        await fake.wait_until(lambda: not service.live.started)  # its row is marked done
         assert [r.prompt for r in gemini.requests] == ["keep me"]
         entries = await service.ledger.recent(fake.guild_id, fake.alice.id)
         assert {(e.key, e.kind, e.total_tokens) for e in entries if e.key == str(drop.id)} == {
