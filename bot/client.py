@@ -12,9 +12,10 @@ import yarl
 from discord.ext import commands
 
 from bot.delivery import ChannelReporter
-from bot.recovery import INTERRUPTED_TEXT, RecoveryPlan, outcome_for, plan_recovery
+from bot.recovery import INTERRUPTED_TEXT, RecoveryPlan, abandon, outcome_for, plan_recovery
 from bot.service import ImageService
 from bot.settings import Settings
+from bot.storage.conversations import Turn
 from bot.storage.jobs import JobRecord
 from bot.storage.meta import MetaStore
 from bot.tree import PeelTree
@@ -112,17 +113,9 @@ class PeelBot(commands.Bot):
     async def recover_jobs(self, plan: RecoveryPlan) -> None:
         """Deliver settled results, tell owners of interrupted jobs, resume queued ones."""
         for record, turn in plan.deliver:
-            reporter = self._channel_reporter(record)
-            if reporter is None:
-                continue
-            try:
-                delivery = await reporter.deliver(await outcome_for(self.service, record, turn))
-            except discord.HTTPException as exc:
-                log.warning("could not deliver recovered job %s: %s", record.key, exc.status)
-                continue
-            await self.service.record_delivery(record, turn.id, delivery)
+            await self._deliver_recovered(record, turn)
         for record in plan.interrupted:
-            reporter = self._channel_reporter(record)
+            reporter = await self._channel_reporter(record)
             if reporter is None:
                 continue
             try:
@@ -130,18 +123,39 @@ class PeelBot(commands.Bot):
             except discord.HTTPException as exc:
                 log.warning("could not tell the owner of job %s: %s", record.key, exc.status)
         for record in plan.resume:
-            reporter = self._channel_reporter(record)
-            if reporter is not None:
-                self.service.spawn(self.service.resume(record, reporter))
+            reporter = await self._channel_reporter(record)
+            if reporter is None:
+                await abandon(self.service, record, "its channel is gone")
+                continue
+            self.service.spawn(self.service.resume(record, reporter))
 
-    def _channel_reporter(self, record: JobRecord) -> ChannelReporter | None:
+    async def _deliver_recovered(self, record: JobRecord, turn: Turn) -> None:
+        reporter = await self._channel_reporter(record)
+        if reporter is None:
+            await self.service.jobs.set_status(record.key, "failed", error="its channel is gone")
+            return
+        try:
+            delivery = await reporter.deliver(await outcome_for(self.service, record, turn))
+        except discord.HTTPException as exc:
+            # Left `running`: the next start tries again.
+            log.warning("could not deliver recovered job %s: %s", record.key, exc.status)
+            return
+        await self.service.record_delivery(record, turn.id, delivery)
+
+    async def _channel_reporter(self, record: JobRecord) -> ChannelReporter | None:
         """Jobs from the last run have no interaction token left: report in the channel."""
         from cogs.buttons import result_view
 
-        channel = self.get_channel(record.thread_id or record.channel_id)
+        channel_id = record.thread_id or record.channel_id
+        channel = self.get_channel(channel_id)
+        if channel is None:  # e.g. an archived thread, which is not cached
+            try:
+                channel = await self.fetch_channel(channel_id)
+            except discord.HTTPException as exc:
+                log.warning("channel %s of job %s is gone (%s); cannot report to its owner",
+                            channel_id, record.key, exc.status)
+                return None
         if not isinstance(channel, discord.abc.Messageable):
-            log.warning("channel %s is gone; cannot report job %s to its owner",
-                        record.channel_id, record.key)
             return None
         return ChannelReporter(channel, owner_id=record.user_id, view_factory=result_view,
                                job_key=record.key)

@@ -59,6 +59,13 @@ async def plan_recovery(service: ImageService) -> RecoveryPlan:
     return plan
 
 
+async def abandon(service: ImageService, record: JobRecord, reason: str) -> None:
+    """A queued job that cannot be run or reported (its channel is gone): release it."""
+    await service.ledger.release(record.key)
+    await service.jobs.set_status(record.key, "failed", error=reason)
+    log.warning("job %s dropped at start-up: %s", record.key, reason)
+
+
 async def outcome_for(service: ImageService, record: JobRecord, turn: Turn) -> Outcome:
     """Rebuild the outcome of a settled turn whose result was never posted."""
     images = tuple(await service.blobs.get_many(list(turn.image_shas)))
