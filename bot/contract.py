@@ -6,8 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from bot.models import ImageData, Usage
+from bot.errors import InvalidRequest, TooManyImages
+from bot.models import ASPECT_RATIOS, MAX_PROMPT_CHARS, ImageData, Usage
 from bot.storage.ledger import Balance
+
+MAX_COUNT = 4  # images per turn
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +34,28 @@ class TurnSpec:
     reply_to_id: int | None = None
     start_thread: bool = False
     warnings: tuple[str, ...] = ()
+
+
+def validate_turn(spec: TurnSpec, *, max_reference_images: int) -> None:
+    """Refuse what no provider call could satisfy (raises a UserError)."""
+    prompt = spec.prompt.strip()
+    if not prompt:
+        raise InvalidRequest("Write what you want to see: the prompt is empty.")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise InvalidRequest(
+            f"The prompt is {len(prompt):,} characters; the limit is {MAX_PROMPT_CHARS:,}."
+        )
+    if spec.aspect_ratio is not None and spec.aspect_ratio not in ASPECT_RATIOS:
+        raise InvalidRequest(f"`{spec.aspect_ratio}` is not a supported aspect ratio.")
+    if not 1 <= spec.count <= MAX_COUNT:
+        raise InvalidRequest(f"`count` must be between 1 and {MAX_COUNT}.")
+    has_parent = spec.parent_turn_id is not None or spec.parent_thread_id is not None
+    total = len(spec.references) + int(has_parent)
+    if total > max_reference_images:
+        raise TooManyImages(
+            f"This image service takes at most {max_reference_images} images per "
+            f"turn (the image being edited counts); this turn has {total}."
+        )
 
 
 @dataclass(frozen=True, slots=True)

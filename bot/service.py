@@ -19,26 +19,17 @@ from collections.abc import Coroutine
 from typing import Any
 
 from bot.admission import ByteBudget
-from bot.contract import Delivery, Outcome, Reporter, TurnSpec
+from bot.contract import Delivery, Outcome, Reporter, TurnSpec, validate_turn
 from bot.errors import (
     InvalidRequest,
     PeelError,
     ProviderError,
     QuotaExceeded,
-    TooManyImages,
     UserError,
     user_message_for,
 )
 from bot.livejobs import CallProgress, CancelResult, LiveJobs
-from bot.models import (
-    ASPECT_RATIOS,
-    MAX_PROMPT_CHARS,
-    ZERO_USAGE,
-    ImageData,
-    TurnRequest,
-    TurnResult,
-    Usage,
-)
+from bot.models import ZERO_USAGE, ImageData, TurnRequest, TurnResult, Usage
 from bot.pricing import PriceTable, estimate_usage, format_usd
 from bot.providers.base import ImageProvider
 from bot.scheduler import Scheduler
@@ -50,8 +41,6 @@ from bot.storage.ledger import Ledger
 __all__ = ["CancelResult", "Delivery", "ImageService", "Outcome", "Reporter", "TurnSpec"]
 
 log = logging.getLogger(__name__)
-
-MAX_COUNT = 4
 
 
 class ImageService:
@@ -116,25 +105,7 @@ class ImageService:
 
     def check(self, spec: TurnSpec) -> None:
         """Refuse what no provider call could satisfy, before anything is spent."""
-        prompt = spec.prompt.strip()
-        if not prompt:
-            raise InvalidRequest("Write what you want to see: the prompt is empty.")
-        if len(prompt) > MAX_PROMPT_CHARS:
-            raise InvalidRequest(
-                f"The prompt is {len(prompt):,} characters; the limit is {MAX_PROMPT_CHARS:,}."
-            )
-        if spec.aspect_ratio is not None and spec.aspect_ratio not in ASPECT_RATIOS:
-            raise InvalidRequest(f"`{spec.aspect_ratio}` is not a supported aspect ratio.")
-        if not 1 <= spec.count <= MAX_COUNT:
-            raise InvalidRequest(f"`count` must be between 1 and {MAX_COUNT}.")
-        caps = self.provider.capabilities
-        has_parent = spec.parent_turn_id is not None or spec.parent_thread_id is not None
-        total = len(spec.references) + int(has_parent)
-        if total > caps.max_reference_images:
-            raise TooManyImages(
-                f"This image service takes at most {caps.max_reference_images} images per "
-                f"turn (the image being edited counts); this turn has {total}."
-            )
+        validate_turn(spec, max_reference_images=self.provider.capabilities.max_reference_images)
 
     async def _admitted(self, spec: TurnSpec, reporter: Reporter) -> Outcome | None:
         shas = tuple([await self.blobs.put(image) for image in spec.references])
