@@ -49,6 +49,9 @@ class LiveJobs:
         self._waiting[key] = waiting
         return waiting
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._waiting or key in self._started
+
     def waiting(self, key: str) -> Waiting | None:
         return self._waiting.get(key)
 

@@ -25,6 +25,7 @@ from bot.errors import (
     PeelError,
     ProviderError,
     QuotaExceeded,
+    TooManyJobs,
     UserError,
     user_message_for,
 )
@@ -41,6 +42,8 @@ from bot.storage.ledger import Ledger
 __all__ = ["CancelResult", "Delivery", "ImageService", "Outcome", "Reporter", "TurnSpec"]
 
 log = logging.getLogger(__name__)
+
+RESTARTING = "Peel is restarting. Try again in a minute."
 
 
 class ImageService:
@@ -85,6 +88,16 @@ class ImageService:
         finally:
             self._claimed.discard(spec.key)
 
+    def precheck(self, key: str, guild_id: int | None, user_id: int) -> None:
+        """Raise the refusal `run` would give for the member's job count or a restart, so
+        the glue can refuse before downloading anything. `run` still checks for real."""
+        if key in self._claimed or key in self.live:
+            return  # a duplicated event: `run` ignores it without a word
+        if not self.live.accepting:
+            raise InvalidRequest(RESTARTING)
+        if self.scheduler.jobs_of((guild_id, user_id)) >= self.scheduler.max_jobs_per_user:
+            raise TooManyJobs(self.scheduler.max_jobs_per_user)
+
     async def _run_new(self, spec: TurnSpec, reporter: Reporter) -> Outcome | None:
         if await self.jobs.exists(spec.key):
             log.info("job %s already exists; duplicate event ignored", spec.key)
@@ -93,7 +106,7 @@ class ImageService:
         try:
             self.check(spec)
             if not self.live.accepting:
-                raise InvalidRequest("Peel is restarting. Try again in a minute.")
+                raise InvalidRequest(RESTARTING)
             self.scheduler.admit(owner)
         except UserError as exc:
             await reporter.refuse(exc.user_message)

@@ -144,6 +144,9 @@ async def run_interaction_turn(
     if not interaction.response.is_done():
         await interaction.response.defer(thinking=True)
     reporter = InteractionReporter(interaction, view_factory=result_view)
+    if not await _prechecked(bot, reporter, str(interaction.id), interaction.guild_id,
+                             interaction.user.id):
+        return
     has_parent = parent_turn_id is not None
     # Bytes in flight are bounded: under overload the turn waits here, after the ack.
     declared = sum(a.size for a in attachments) + size_of(references)
@@ -187,6 +190,9 @@ async def run_message_turn(
     reporter = message_reporter(message)
     if ticket is not None:
         reporter = _LaneReporter(reporter, ticket.release)
+    if not await _prechecked(bot, reporter, str(message.id),
+                             message.guild.id if message.guild else None, message.author.id):
+        return
     has_parent = parent_turn_id is not None or parent_thread_id is not None
     declared = sum(a.size for a in message.attachments)
     async with bot.service.admission.hold(turn_bytes(declared)):
@@ -211,6 +217,18 @@ async def run_message_turn(
     )
     async with bot.service.admission.hold(turn_bytes(size_of(read))):
         await bot.service.run(spec, reporter)
+
+
+async def _prechecked(
+    bot: PeelBot, reporter: Reporter, key: str, guild_id: int | None, user_id: int
+) -> bool:
+    """Refuse a member over the job limit (or during a restart) before any download."""
+    try:
+        bot.service.precheck(key, guild_id, user_id)
+    except UserError as exc:
+        await reporter.refuse(exc.user_message)
+        return False
+    return True
 
 
 def message_reporter(message: discord.Message) -> Reporter:

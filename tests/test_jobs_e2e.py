@@ -182,10 +182,14 @@ async def test_a_third_job_while_two_run_is_refused_at_once(gemini_bot: Harness)
     running = [await fake.slash("imagine", {"prompt": f"job {i}"}, user=fake.alice)
                for i in range(2)]
     await fake.wait_until(lambda: len(gemini.requests) == 2)
+    attachment = fake.add_attachment(png_bytes(), "ref.png", "image/png")
+    cdn_before = len(fake.cdn_requests)
     asked = time.monotonic()
-    third = await fake.slash("imagine", {"prompt": "job 2"}, user=fake.alice)
+    third = await fake.slash("imagine", {"prompt": "job 2", "image": attachment},
+                             user=fake.alice)
     refusal = await wait_ephemeral(fake, third)
     assert time.monotonic() - asked < 1.0
+    assert len(fake.cdn_requests) == cdn_before  # refused before downloading anything
     assert "already have 2 image jobs queued or running" in refusal
     assert all(result_of(i) is None for i in running)  # refused while the two still ran
     # Only the member sees it: the public placeholder goes away.
