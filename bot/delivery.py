@@ -31,6 +31,7 @@ STATUS_INTERVAL = 1.5
 TOKEN_MARGIN = 30.0
 
 CANCELLED_TEXT = "🚫 Cancelled. Nothing was charged."
+HANDOFF_NOTE = "-# Still working: the result will be posted in this channel."
 
 ViewFactory = Callable[[Outcome], discord.ui.View]
 
@@ -68,6 +69,10 @@ class _StatusThrottle:
         self._last = 0.0
         self._task: asyncio.Task[None] | None = None
         self.closed = False
+
+    @property
+    def shown(self) -> Status | None:
+        return self._shown
 
     def set(self, status: Status, *, urgent: bool = False) -> None:
         if self.closed or status == self._shown:
@@ -223,10 +228,16 @@ class InteractionReporter:
         # An interaction turn is keyed by its interaction id.
         self.job_key = job_key if job_key is not None else str(interaction.id)
         self._throttle = _StatusThrottle(self._show)
+        self._handoff: asyncio.Task[None] | None = None
+        self._handed_off = False
+
+    def _token_left(self) -> float:
+        """Seconds the token may still be used (Peel's margin kept)."""
+        remaining = (self.interaction.expires_at - discord.utils.utcnow()).total_seconds()
+        return remaining - self.token_margin
 
     def _token_alive(self) -> bool:
-        remaining = (self.interaction.expires_at - discord.utils.utcnow()).total_seconds()
-        return remaining > self.token_margin
+        return not self._handed_off and self._token_left() > 0
 
     async def _show(self, status: Status) -> None:
         if self._token_alive():
@@ -235,12 +246,45 @@ class InteractionReporter:
             )
 
     def queued(self, position: int) -> None:
+        self._watch_token()
         self._throttle.set(Status(render.queued_text(position), self.job_key))
 
     async def started(self) -> None:
+        self._watch_token()
         self._throttle.set(Status(render.GENERATING_TEXT), urgent=True)
 
     async def cancelled(self) -> None:
+        await self._stop()
+
+    def _watch_token(self) -> None:
+        if self._handoff is None:
+            self._handoff = asyncio.create_task(self._hand_off())
+
+    async def _hand_off(self) -> None:
+        """Before the token expires, its last edit says where the result will appear."""
+        left = self._token_left()
+        await asyncio.sleep(max(0.0, left))
+        self._handed_off = True
+        shown = self._throttle.shown
+        await self._throttle.close()
+        if left <= 0:
+            return  # already within the margin: the token is not used again
+        text = f"{shown.text if shown else render.GENERATING_TEXT}\n{HANDOFF_NOTE}"
+        try:
+            await self.interaction.edit_original_response(
+                content=text, view=_status_view(shown) if shown else None,
+                allowed_mentions=NO_MENTIONS,
+            )
+        except (discord.HTTPException, aiohttp.ClientError) as exc:
+            log.debug("could not hand the status over to the channel: %r", exc)
+
+    async def _stop(self) -> None:
+        """The job has ended: no more status edits, and no hand-over."""
+        handoff, self._handoff = self._handoff, None
+        if handoff is not None and not handoff.done():
+            handoff.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await handoff
         await self._throttle.close()
 
     def _fallback(self) -> ChannelReporter:
@@ -251,7 +295,7 @@ class InteractionReporter:
                                view_factory=self.view_factory, job_key=self.job_key)
 
     async def deliver(self, outcome: Outcome) -> Delivery:
-        await self._throttle.close()
+        await self._stop()
         if self._token_alive():
             try:
                 message = await self.interaction.edit_original_response(
@@ -272,7 +316,7 @@ class InteractionReporter:
 
     async def refuse(self, message: str) -> None:
         """An ephemeral refusal: only the member sees it. The public placeholder goes away."""
-        await self._throttle.close()
+        await self._stop()
         text = render.clip(f"⚠️ {message}", render.MAX_CONTENT)
         response = self.interaction.response
         if not response.is_done():

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from bot.contract import Delivery, Outcome, TurnSpec
-from bot.delivery import CANCELLED_TEXT, InteractionReporter
+from bot.delivery import CANCELLED_TEXT, HANDOFF_NOTE, InteractionReporter
 from bot.livejobs import CancelResult
 from bot.recovery import INTERRUPTED_TEXT
 from tests.fakes.discord_models import FakeInteraction, FakeMessage, FakeUser
@@ -52,6 +52,11 @@ async def wait_ephemeral(fake: FakeDiscord, interaction: FakeInteraction,
                          timeout: float = 5) -> str:
     await fake.wait_until(lambda: bool(ephemeral_texts(interaction)), timeout=timeout)
     return ephemeral_texts(interaction)[-1]
+
+
+def content_of(interaction: FakeInteraction) -> str:
+    message = interaction.original_message()
+    return message.content if message is not None else ""
 
 
 def status_of(interaction: FakeInteraction) -> FakeMessage:
@@ -264,7 +269,7 @@ async def test_owner_cancels_a_queued_job(tmp_path: Path) -> None:
             assert (await service.jobs.get(str(drop.id))).status == "queued"
 
             await fake.click(status.id, cancel_id, user=fake.alice)
-            await fake.wait_until(lambda: status_of(drop).content == CANCELLED_TEXT)
+            await fake.wait_until(lambda: content_of(drop) == CANCELLED_TEXT)
             assert status_of(drop).custom_ids == []  # the button is gone
             job = await service.jobs.get(str(drop.id))
             assert job.status == "cancelled"
@@ -274,7 +279,7 @@ async def test_owner_cancels_a_queued_job(tmp_path: Path) -> None:
             gemini.latency = 1.0
         await fake.wait_until(lambda: len(gemini.requests) == 1)
         # Generating: the status says so and the Cancel button is gone.
-        await fake.wait_until(lambda: "Generating" in status_of(keep).content)
+        await fake.wait_until(lambda: "Generating" in content_of(keep))
         assert status_of(keep).custom_ids == []
         # Once its call has started, a job can no longer be cancelled.
         assert await service.cancel(str(keep.id), fake.alice.id) is CancelResult.STARTED
@@ -353,6 +358,22 @@ async def test_a_token_near_expiry_is_not_used(
     await fake.wait_until(lambda: bool(channel_results_for(fake, fake.alice)), timeout=10)
     assert result_of(interaction) is None
     assert fake.requests_to("/webhooks/", "PATCH") == []  # no call on a dying token
+
+
+async def test_the_status_hands_over_to_the_channel_before_the_token_expires(
+    gemini_bot: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, gemini = gemini_bot.discord, gemini_bot.upstream
+    # The token is usable for one second after the command (Peel keeps its margin).
+    monkeypatch.setattr(InteractionReporter, "token_margin", 15 * 60.0 - 1.0)
+    gemini.latency = 2.0
+    interaction = await fake.slash("imagine", {"prompt": "a long wait"}, user=fake.alice)
+    await fake.wait_until(lambda: HANDOFF_NOTE in content_of(interaction))
+    assert status_of(interaction).content.startswith("🎨 Generating")
+    edits = len(fake.requests_to("/webhooks/", "PATCH"))
+    await fake.wait_until(lambda: bool(channel_results_for(fake, fake.alice)), timeout=10)
+    assert len(fake.requests_to("/webhooks/", "PATCH")) == edits  # token left alone since
+    assert result_of(interaction) is None
 
 
 # -- 6. restarts -----------------------------------------------------------------------------------
