@@ -18,7 +18,10 @@ import pytest
 from bot.contract import Delivery, Outcome, TurnSpec
 from bot.delivery import CANCELLED_TEXT, HANDOFF_NOTE, InteractionReporter
 from bot.livejobs import CancelResult
+from bot.models import ImageData, Usage
 from bot.recovery import INTERRUPTED_TEXT
+from bot.storage.conversations import NewTurn
+from bot.storage.jobs import JobRecord
 from tests.fakes.discord_models import FakeInteraction, FakeMessage, FakeUser
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.gemini import FakeGemini
@@ -415,6 +418,69 @@ async def peel_in_process(fake: FakeDiscord, gemini: FakeGemini,
     finally:
         await harness.stop()
         restore_discord_urls()
+
+
+async def left_over_job(harness: Harness, key: str, user: FakeUser, prompt: str, *,
+                        reserve: bool = True) -> JobRecord:
+    """A job row as a crashed run left it (queued, reserved or not)."""
+    fake, service = harness.discord, harness.service
+    record = JobRecord(
+        key=key, kind="imagine", status="queued", guild_id=fake.guild_id,
+        channel_id=fake.channel_id, user_id=user.id, prompt=prompt, aspect_ratio=None,
+        count=1, parent_turn_id=None, thread_id=None, reply_to_id=None, start_thread=False,
+        lane=None,
+    )
+    assert await service.jobs.create(record)
+    if reserve:
+        await service.ledger.reserve(key, guild_id=fake.guild_id, user_id=user.id,
+                                     usage=Usage(input_tokens=2000), provider="gemini",
+                                     model="gemini-3.1-flash-lite-image")
+    return record
+
+
+async def test_a_restart_finishes_what_a_crash_left_half_done(gemini_bot: Harness) -> None:
+    fake, gemini, service = gemini_bot.discord, gemini_bot.upstream, gemini_bot.service
+    billed = Usage(input_tokens=10, output_image_tokens=1120)
+    image = ImageData(png_bytes(8, 8, (1, 1, 1)), "image/png")
+    # Crashed after storing its result, before charging and posting it.
+    await left_over_job(gemini_bot, "800001", fake.alice, "stored")
+    await service.jobs.set_status("800001", "running")
+    turn_id = await service.conversations.add_turn(NewTurn(
+        job_key="800001", parent_id=None, guild_id=fake.guild_id, channel_id=fake.channel_id,
+        thread_id=None, user_id=fake.alice.id, prompt="stored", aspect_ratio=None,
+        caption=None, provider="gemini", model="m", usage=billed, cost_micro_usd=1,
+        image_shas=(await service.blobs.put(image),),
+    ))
+    # Crashed after posting, before marking the row done.
+    await left_over_job(gemini_bot, "800002", fake.bob, "posted")
+    await service.jobs.set_status("800002", "running")
+    posted = await service.conversations.add_turn(NewTurn(
+        job_key="800002", parent_id=None, guild_id=fake.guild_id, channel_id=fake.channel_id,
+        thread_id=None, user_id=fake.bob.id, prompt="posted", aspect_ratio=None, caption=None,
+        provider="gemini", model="m", usage=billed, cost_micro_usd=1, image_shas=(),
+    ))
+    await service.ledger.settle("800002", billed)
+    await service.conversations.set_message(posted, next(_message_ids), None)
+    # Crashed between queueing and reserving.
+    await left_over_job(gemini_bot, "800003", fake.owner, "unreserved", reserve=False)
+
+    await gemini_bot.restart()
+    service = gemini_bot.service
+    await fake.wait_until(lambda: bool(channel_results_for(fake, fake.alice)))
+    [delivered] = channel_results_for(fake, fake.alice)
+    assert [data for _, data in delivered.attachments] == [image.data]
+    await fake.wait_until(lambda: bool(channel_results_for(fake, fake.owner)))
+    await fake.wait_until(lambda: not service.live.started)
+    assert [r.prompt for r in gemini.requests] == ["unreserved"]
+    assert [(await service.jobs.get(k)).status for k in ("800001", "800002", "800003")] == [
+        "done", "done", "done"]
+    assert (await service.conversations.get(turn_id)).message_id == delivered.id
+    # Charged exactly once each, and nobody told a finished job was interrupted.
+    for user, key in ((fake.alice, "800001"), (fake.bob, "800002")):
+        entries = await service.ledger.recent(fake.guild_id, user.id)
+        assert [(e.key, e.kind, e.total_tokens) for e in entries] == [(key, "charge", 1130)]
+    assert not channel_notices_for(fake, fake.bob, "interrupted")
+    assert await service.ledger.open_reservations() == []
 
 
 @pytest.mark.slow
