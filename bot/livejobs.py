@@ -69,12 +69,14 @@ class LiveJobs:
         if not self._started:
             self._quiet.set()
 
-    async def cancel(self, waiting: Waiting) -> None:
-        """Cancel a waiting job's task and return once the job has handled it."""
+    async def cancel(self, waiting: Waiting) -> bool:
+        """Cancel a waiting job's task and return once the job has handled it: True if it
+        was cancelled, False if it ended on its own first (e.g. it had just failed)."""
         if not waiting.cancel_requested:
             waiting.cancel_requested = True
             waiting.task.cancel()
         await waiting.handled.wait()
+        return waiting.task.cancelled()
 
     @property
     def started(self) -> int:

@@ -183,8 +183,9 @@ class ImageService:
             return await self._cannot_cancel(key, user_id)
         if waiting.user_id != user_id:
             return CancelResult.NOT_OWNER
-        await self.live.cancel(waiting)
-        return CancelResult.CANCELLED
+        if await self.live.cancel(waiting):
+            return CancelResult.CANCELLED
+        return CancelResult.FINISHED
 
     async def _cannot_cancel(self, key: str, user_id: int) -> CancelResult:
         record = await self.jobs.get(key)
@@ -206,7 +207,7 @@ class ImageService:
         warnings: tuple[str, ...],
     ) -> Outcome | None:
         # The work runs as its own task so the owner's Cancel can stop just this job.
-        task = asyncio.ensure_future(self._work(record, references, reporter, warnings))
+        task = asyncio.create_task(self._work(record, references, reporter, warnings))
         waiting = self.live.watch(record.key, record.user_id, task)
         try:
             return await task

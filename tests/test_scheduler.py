@@ -237,9 +237,24 @@ async def test_live_jobs_cancel_waits_for_the_job_to_handle_it() -> None:
             live.end(waiting)
 
     watcher = asyncio.create_task(owner_of_the_job())
-    await asyncio.wait_for(live.cancel(waiting), 1)
+    assert await asyncio.wait_for(live.cancel(waiting), 1) is True
     assert handled == ["cancelled"] and live.waiting("k1") is None
     await watcher
+
+
+async def test_live_jobs_cancel_of_a_job_that_just_ended_says_so() -> None:
+    live = LiveJobs()
+
+    async def job() -> str:
+        return "failed on its own"
+
+    task = asyncio.create_task(job())
+    waiting = live.watch("k2", 7, task)
+    await asyncio.sleep(0)
+    assert task.done()  # done, but its owner has not resumed to record that yet
+    ending = asyncio.get_running_loop().call_soon(live.end, waiting)
+    assert await asyncio.wait_for(live.cancel(waiting), 1) is False
+    ending.cancel()
 
 
 async def test_live_jobs_drain_waits_for_started_jobs_only() -> None:
