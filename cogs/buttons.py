@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import discord
 from discord.ext import commands
@@ -40,21 +40,36 @@ async def _owned_turn(interaction: discord.Interaction, turn_id: int) -> Turn | 
     return turn
 
 
-class RerollButton(
-    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"peel:reroll:(?P<turn>\d+)"
+class PeelButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"peel:(?P<action>[a-z]+):(?P<id>\d+)"
 ):
-    def __init__(self, turn_id: int) -> None:
+    """A button whose whole state is `peel:<action>:<id>`; subclasses set how it looks."""
+
+    action: ClassVar[str]
+    label: ClassVar[str]
+    emoji: ClassVar[str | None] = None
+    style: ClassVar[discord.ButtonStyle] = discord.ButtonStyle.secondary
+
+    def __init__(self, ident: int | str) -> None:
         super().__init__(discord.ui.Button(
-            label="Reroll", emoji="🎲", style=discord.ButtonStyle.secondary,
-            custom_id=f"peel:reroll:{turn_id}",
+            label=self.label, emoji=self.emoji, style=self.style,
+            custom_id=f"peel:{self.action}:{ident}",
         ))
-        self.turn_id = turn_id
+        self.ident = str(ident)
+
+    @property
+    def turn_id(self) -> int:
+        return int(self.ident)
 
     @classmethod
     async def from_custom_id(
         cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
-    ) -> RerollButton:
-        return cls(int(match["turn"]))
+    ) -> PeelButton:
+        return cls(match["id"])
+
+
+class RerollButton(PeelButton, template=r"peel:reroll:(?P<id>\d+)"):
+    action, label, emoji = "reroll", "Reroll", "🎲"
 
     async def callback(self, interaction: discord.Interaction) -> None:
         turn = await _owned_turn(interaction, self.turn_id)
@@ -71,21 +86,8 @@ class RerollButton(
         )
 
 
-class EditButton(
-    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"peel:edit:(?P<turn>\d+)"
-):
-    def __init__(self, turn_id: int) -> None:
-        super().__init__(discord.ui.Button(
-            label="Edit", emoji="✏️", style=discord.ButtonStyle.secondary,
-            custom_id=f"peel:edit:{turn_id}",
-        ))
-        self.turn_id = turn_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
-    ) -> EditButton:
-        return cls(int(match["turn"]))
+class EditButton(PeelButton, template=r"peel:edit:(?P<id>\d+)"):
+    action, label, emoji = "edit", "Edit", "✏️"
 
     async def callback(self, interaction: discord.Interaction) -> None:
         turn = await _owned_turn(interaction, self.turn_id)
@@ -93,21 +95,9 @@ class EditButton(
             await interaction.response.send_modal(EditModal(parent_turn_id=turn.id))
 
 
-class DeleteButton(
-    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"peel:delete:(?P<turn>\d+)"
-):
-    def __init__(self, turn_id: int) -> None:
-        super().__init__(discord.ui.Button(
-            label="Delete", emoji="🗑️", style=discord.ButtonStyle.danger,
-            custom_id=f"peel:delete:{turn_id}",
-        ))
-        self.turn_id = turn_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
-    ) -> DeleteButton:
-        return cls(int(match["turn"]))
+class DeleteButton(PeelButton, template=r"peel:delete:(?P<id>\d+)"):
+    action, label, emoji = "delete", "Delete", "🗑️"
+    style = discord.ButtonStyle.danger
 
     async def callback(self, interaction: discord.Interaction) -> None:
         bot: PeelBot = interaction.client  # type: ignore[assignment]
@@ -126,9 +116,10 @@ class DeleteButton(
             except discord.HTTPException as exc:
                 log.warning("could not delete result %s: %s", interaction.message.id, exc.status)
                 await interaction.followup.send("⚠️ Discord would not let Peel delete it.",
-                                                ephemeral=True)
+                                                ephemeral=True, allowed_mentions=NO_MENTIONS)
                 return
-        await interaction.followup.send("🗑️ Deleted.", ephemeral=True)
+        await interaction.followup.send("🗑️ Deleted.", ephemeral=True,
+                                        allowed_mentions=NO_MENTIONS)
 
 
 CANCEL_REFUSALS = {
@@ -138,29 +129,16 @@ CANCEL_REFUSALS = {
 }
 
 
-class CancelButton(
-    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"peel:cancel:(?P<job>[0-9]+)"
-):
+class CancelButton(PeelButton, template=r"peel:cancel:(?P<id>\d+)"):
     """On a queued job's status message, for its owner, until the job starts."""
 
-    def __init__(self, job_key: str) -> None:
-        super().__init__(discord.ui.Button(
-            label="Cancel", style=discord.ButtonStyle.secondary,
-            custom_id=f"peel:cancel:{job_key}",
-        ))
-        self.job_key = job_key
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
-    ) -> CancelButton:
-        return cls(match["job"])
+    action, label = "cancel", "Cancel"
 
     async def callback(self, interaction: discord.Interaction) -> None:
         bot: PeelBot = interaction.client  # type: ignore[assignment]
         # Acknowledge first: cancelling waits for the job to release its reservation.
         await interaction.response.defer()
-        result = await bot.service.cancel(self.job_key, interaction.user.id)
+        result = await bot.service.cancel(self.ident, interaction.user.id)
         if result is CancelResult.CANCELLED:
             await interaction.edit_original_response(
                 content=CANCELLED_TEXT, view=None, allowed_mentions=NO_MENTIONS
