@@ -55,7 +55,10 @@ async def open_runtime(settings: Settings, **bot_options: object) -> AsyncIterat
     """Open the session and the database, build provider, service and bot; close all after."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     point_discord_at(settings.discord_api_base_url, settings.discord_gateway_url)
-    async with aiohttp.ClientSession() as session:
+    # aiohttp pools 100 connections by default, which silently capped provider calls below
+    # MAX_CONCURRENT_JOBS: one per call it allows, plus the default 100 for downloads.
+    connector = aiohttp.TCPConnector(limit=settings.max_concurrent_jobs + 100)
+    async with aiohttp.ClientSession(connector=connector) as session:
         db = await Database.open(settings.database_path)
         try:
             provider = build_provider(settings, session)
