@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -12,7 +13,14 @@ import yarl
 from discord.ext import commands
 
 from bot.delivery import ChannelReporter
-from bot.recovery import INTERRUPTED_TEXT, RecoveryPlan, abandon, outcome_for, plan_recovery
+from bot.recovery import (
+    INTERRUPTED_STATUS,
+    INTERRUPTED_TEXT,
+    RecoveryPlan,
+    abandon,
+    outcome_for,
+    plan_recovery,
+)
 from bot.service import ImageService
 from bot.settings import Settings
 from bot.storage.conversations import Turn
@@ -119,7 +127,7 @@ class PeelBot(commands.Bot):
             if reporter is None:
                 continue
             try:
-                await reporter.refuse(INTERRUPTED_TEXT)
+                await reporter.interrupted(INTERRUPTED_TEXT, INTERRUPTED_STATUS)
             except discord.HTTPException as exc:
                 log.warning("could not tell the owner of job %s: %s", record.key, exc.status)
         for record in plan.resume:
@@ -143,7 +151,8 @@ class PeelBot(commands.Bot):
         await self.service.record_delivery(record, turn.id, delivery)
 
     async def _channel_reporter(self, record: JobRecord) -> ChannelReporter | None:
-        """Jobs from the last run have no interaction token left: report in the channel."""
+        """Jobs from the last run have no interaction token left: report in the channel,
+        through the status message the last run showed (stale until corrected)."""
         from cogs.buttons import result_view
 
         channel_id = record.thread_id or record.channel_id
@@ -157,8 +166,14 @@ class PeelBot(commands.Bot):
                 return None
         if not isinstance(channel, discord.abc.Messageable):
             return None
-        return ChannelReporter(channel, owner_id=record.user_id, view_factory=result_view,
-                               job_key=record.key)
+        status = None
+        if record.status_message_id is not None:
+            status = discord.PartialMessage(channel=channel, id=record.status_message_id)
+        return ChannelReporter(
+            channel, owner_id=record.user_id, view_factory=result_view, job_key=record.key,
+            status=status,
+            on_status=functools.partial(self.service.jobs.set_status_message, record.key),
+        )
 
     async def on_error(self, event_method: str, /, *args: object, **kwargs: object) -> None:
         log.exception("unhandled error in %s", event_method)

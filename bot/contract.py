@@ -34,6 +34,9 @@ class TurnSpec:
     reply_to_id: int | None = None
     start_thread: bool = False
     warnings: tuple[str, ...] = ()
+    # The message already showing the turn's progress (an interaction's deferred response),
+    # stored with the job so a restart can correct it.
+    status_message_id: int | None = None
 
 
 def validate_turn(spec: TurnSpec, *, max_reference_images: int) -> None:

@@ -34,6 +34,7 @@ CANCELLED_TEXT = "🚫 Cancelled. Nothing was charged."
 HANDOFF_NOTE = "-# Still working: the result will be posted in this channel."
 
 ViewFactory = Callable[[Outcome], discord.ui.View]
+StatusMessage = discord.Message | discord.PartialMessage
 
 
 class Status(NamedTuple):
@@ -136,6 +137,8 @@ class ChannelReporter:
         reply_to: discord.Message | discord.PartialMessage | None = None,
         announce: bool = True,
         job_key: str | None = None,
+        status: StatusMessage | None = None,
+        on_status: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.channel = channel
         self.owner_id = owner_id
@@ -146,13 +149,26 @@ class ChannelReporter:
         if job_key is None and reply_to is not None:
             job_key = str(reply_to.id)
         self.job_key = job_key
-        self._status: discord.Message | None = None
+        # A status message an earlier run left is taken over: edited, never posted again.
+        self._status = status
+        # Told the id of each status message posted, so the next start can find it.
+        self._on_status = on_status
         self._throttle = _StatusThrottle(self._show)
+
+    async def _edit_status(self, text: str, view: discord.ui.View | None) -> bool:
+        """Edit the status message; False (and forget it) if someone deleted it."""
+        if self._status is None:
+            return False
+        try:
+            await self._status.edit(content=text, view=view, allowed_mentions=NO_MENTIONS)
+        except discord.NotFound:
+            self._status = None
+            return False
+        return True
 
     async def _show(self, status: Status) -> None:
         view = _status_view(status)
-        if self._status is not None:
-            await self._status.edit(content=status.text, view=view, allowed_mentions=NO_MENTIONS)
+        if await self._edit_status(status.text, view):
             return
         if not self.announce:
             return
@@ -162,6 +178,8 @@ class ChannelReporter:
         if self.reply_to is not None:
             kwargs.update(reference=self.reply_to, mention_author=False)
         self._status = await self.channel.send(status.text, **kwargs)  # type: ignore[call-overload]
+        if self._on_status is not None:
+            await self._on_status(self._status.id)
 
     def queued(self, position: int) -> None:
         self._throttle.set(Status(render.queued_text(position), self.job_key))
@@ -192,14 +210,27 @@ class ChannelReporter:
     async def refuse(self, message: str) -> None:
         await self._throttle.close()
         text = render.clip(f"⚠️ {message}", render.MAX_CONTENT)
-        if self._status is not None:
-            await self._status.edit(content=text, view=None, allowed_mentions=NO_MENTIONS)
+        if await self._edit_status(text, None):
             return
         if self.reply_to is not None:
             await self.channel.send(text, reference=self.reply_to, mention_author=False,
                                     allowed_mentions=NO_MENTIONS)
         else:
             await self.channel.send(f"<@{self.owner_id}> {text}", allowed_mentions=NO_MENTIONS)
+
+    async def interrupted(self, notice: str, status_text: str) -> None:
+        """A job of an earlier run that will not finish: its status stops promising progress
+        (`status_text`, no Cancel button) and a new message, replying to it, names the owner."""
+        await self._throttle.close()
+        kwargs: dict[str, object] = {"allowed_mentions": NO_MENTIONS}
+        try:
+            if self._status is not None and await self._edit_status(status_text, None):
+                # A reply to Peel's own message: there is no author to ping.
+                kwargs["reference"] = self._status.to_reference(fail_if_not_exists=False)
+        except discord.HTTPException as exc:
+            log.info("could not correct the old status of job %s: %s", self.job_key, exc.status)
+        text = render.clip(f"<@{self.owner_id}> ⚠️ {notice}", render.MAX_CONTENT)
+        await self.channel.send(text, **kwargs)  # type: ignore[call-overload]
 
     async def _drop_status(self) -> None:
         if self._status is not None:

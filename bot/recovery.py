@@ -5,6 +5,10 @@
 - running with a posted result: only marked done (the crash came after posting);
 - running without a result: interrupted, their reservation released, their owner told.
 
+Each job's status message from the last run (its id is stored with the job) is taken over,
+so it never goes on saying "Queued" or "Generating": a resumed job shows its progress
+there, a delivered result replaces it, an interrupted job's says so.
+
 The database part runs before the bot takes any new event (`setup_hook`), so a job made by
 this process is never mistaken for one left by the last.
 """
@@ -25,6 +29,8 @@ INTERRUPTED_TEXT = (
     "Peel restarted while your image was being made, so it was interrupted. "
     "Nothing was charged; please run it again."
 )
+# What the job's old status message ("Generating…") says instead, once the owner is told.
+INTERRUPTED_STATUS = "⚠️ Interrupted by a restart. Nothing was charged."
 
 
 @dataclass(slots=True)

@@ -129,7 +129,7 @@ class ImageService:
             aspect_ratio=spec.aspect_ratio, count=spec.count,
             parent_turn_id=spec.parent_turn_id, thread_id=spec.thread_id,
             reply_to_id=spec.reply_to_id, start_thread=spec.start_thread, lane=lane,
-            reference_shas=shas,
+            reference_shas=shas, status_message_id=spec.status_message_id,
         )
         if not await self.jobs.create(record):
             log.info("job %s already exists; duplicate event ignored", spec.key)

@@ -7,8 +7,9 @@ database or CPU work), then reads attachments, then hands the turn to the servic
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Literal
 
 import discord
@@ -136,13 +137,15 @@ async def run_interaction_turn(
     attachments: Sequence[discord.Attachment] = (),
     references: Sequence[ImageData] = (),
     parent_turn_id: int | None = None,
+    status_message_id: int | None = None,
 ) -> None:
-    """The whole life of a slash-command, button or modal turn."""
+    """The whole life of a slash-command, button or modal turn. A caller that deferred
+    already passes the `status_message_id` its `defer_status` returned."""
     from cogs.buttons import result_view
 
     bot: PeelBot = interaction.client  # type: ignore[assignment]
     if not interaction.response.is_done():
-        await interaction.response.defer(thinking=True)
+        status_message_id = await defer_status(interaction)
     reporter = InteractionReporter(interaction, view_factory=result_view)
     if not await _prechecked(bot, reporter, str(interaction.id), interaction.guild_id,
                              interaction.user.id):
@@ -166,8 +169,16 @@ async def run_interaction_turn(
             aspect_ratio=aspect_ratio, count=count, references=(*references, *read),
             parent_turn_id=parent_turn_id, thread_id=thread_of(channel),
             start_thread=starts_thread(channel), warnings=tuple(warnings),
+            status_message_id=status_message_id,
         )
         await bot.service.run(spec, reporter)
+
+
+async def defer_status(interaction: discord.Interaction) -> int | None:
+    """Acknowledge with a public "thinking" placeholder, which then shows the job's progress;
+    returns its message id (the callback response carries it: no extra request)."""
+    callback = await interaction.response.defer(thinking=True)
+    return callback.message_id if callback is not None else None
 
 
 async def run_message_turn(
@@ -187,7 +198,9 @@ async def run_message_turn(
     cached it (an archived thread, or one from before a restart). With a `ticket`, the
     turn joins the service only after the messages written before it.
     """
-    reporter = message_reporter(message)
+    # The job row exists before any status is shown; its status message is stored with it.
+    reporter = message_reporter(message, on_status=functools.partial(
+        bot.service.jobs.set_status_message, str(message.id)))
     if ticket is not None:
         reporter = _LaneReporter(reporter, ticket.release)
     if not await _prechecked(bot, reporter, str(message.id),
@@ -231,11 +244,13 @@ async def _prechecked(
     return True
 
 
-def message_reporter(message: discord.Message) -> Reporter:
+def message_reporter(
+    message: discord.Message, *, on_status: Callable[[int], Awaitable[None]] | None = None
+) -> Reporter:
     """Progress, result and refusals as replies to the member's message."""
     from cogs.buttons import result_view
 
     return ChannelReporter(
         message.channel, owner_id=message.author.id, view_factory=result_view,
-        reply_to=message,
+        reply_to=message, on_status=on_status,
     )

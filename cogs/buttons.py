@@ -18,7 +18,7 @@ from bot.delivery import CANCELLED_TEXT
 from bot.render import NO_MENTIONS
 from bot.service import CancelResult, Outcome
 from bot.tree import send_ephemeral
-from bot.turns import run_interaction_turn
+from bot.turns import defer_status, run_interaction_turn
 from cogs.edit import EditModal
 
 if TYPE_CHECKING:
@@ -76,13 +76,13 @@ class RerollButton(PeelButton, template=r"peel:reroll:(?P<id>\d+)"):
         if turn is None:
             return
         bot: PeelBot = interaction.client  # type: ignore[assignment]
-        await interaction.response.defer(thinking=True)
+        status_message_id = await defer_status(interaction)
         job = await bot.service.jobs.get(turn.job_key)
         references = await bot.service.blobs.get_many(list(job.reference_shas)) if job else []
         await run_interaction_turn(
             interaction, kind=job.kind if job else "imagine", prompt=turn.prompt,
             aspect_ratio=turn.aspect_ratio, references=references,
-            parent_turn_id=turn.parent_id,
+            parent_turn_id=turn.parent_id, status_message_id=status_message_id,
         )
 
 

@@ -19,7 +19,7 @@ from bot.contract import Delivery, Outcome, TurnSpec
 from bot.delivery import CANCELLED_TEXT, HANDOFF_NOTE, InteractionReporter
 from bot.livejobs import CancelResult
 from bot.models import ImageData, Usage
-from bot.recovery import INTERRUPTED_TEXT
+from bot.recovery import INTERRUPTED_STATUS, INTERRUPTED_TEXT
 from bot.storage.conversations import NewTurn
 from bot.storage.jobs import JobRecord
 from tests.fakes.discord_models import FakeInteraction, FakeMessage, FakeUser
@@ -498,6 +498,7 @@ async def test_sigkill_mid_job_then_restart_tells_owner_and_resumes_the_queue(
             process.send_signal(signal.SIGKILL)
             await process.wait()
 
+        gemini.latency = 1.0
         async with peel_in_process(fake, gemini, data_dir) as harness:
             service = harness.service
             # The running job's owner is told, in the channel, that nothing was charged.
@@ -506,8 +507,20 @@ async def test_sigkill_mid_job_then_restart_tells_owner_and_resumes_the_queue(
             [notice] = channel_notices_for(fake, fake.alice, INTERRUPTED_TEXT)
             assert "interrupted" in notice.content and "Nothing was charged" in notice.content
             assert notice.allowed_mentions == NO_MENTIONS
-            # The queued job runs now and is posted in the channel for its owner.
+            # Its placeholder no longer claims to be generating; the notice replies to it.
+            placeholder = status_of(stuck)
+            assert placeholder.content == INTERRUPTED_STATUS and placeholder.custom_ids == []
+            assert placeholder.allowed_mentions == NO_MENTIONS
+            assert notice.message_reference is not None
+            assert notice.message_reference["message_id"] == str(placeholder.id)
+            # The queued job runs now, shown by its old status (no second status, no Cancel),
+            # which goes once the result is posted in the channel for its owner.
+            await fake.wait_until(lambda: "Generating" in old_status.content, timeout=15)
+            assert old_status.custom_ids == [] and old_status.allowed_mentions == NO_MENTIONS
+            assert [m for m in fake.channel_messages(fake.channel_id)
+                    if "Generating" in m.content or "Queued" in m.content] == [old_status]
             await fake.wait_until(lambda: bool(channel_results_for(fake, fake.bob)), timeout=15)
+            await fake.wait_until(lambda: old_status.deleted)
             assert [r.prompt for r in gemini.requests] == ["stuck", "waiting"]
             assert (await service.jobs.get(str(stuck.id))).status == "interrupted"
             await fake.wait_until(lambda: not service.live.started)
@@ -516,9 +529,6 @@ async def test_sigkill_mid_job_then_restart_tells_owner_and_resumes_the_queue(
             stuck_entries = await service.ledger.recent(fake.guild_id, fake.alice.id)
             assert [(e.kind, e.total_tokens) for e in stuck_entries] == [("release", 0)]
             assert await integrity(harness) == "ok"
-            # The Cancel button the old process showed still answers, from the database.
-            late = await fake.click(old_status.id, f"peel:cancel:{waiting.id}", user=fake.bob)
-            assert "already finished" in await wait_ephemeral(fake, late)
 
 
 @pytest.mark.slow
@@ -549,10 +559,12 @@ async def test_sigterm_drains_the_running_job_and_keeps_the_queue(tmp_path: Path
         async with peel_in_process(fake, gemini, data_dir) as harness:
             await fake.wait_until(lambda: len(gemini.requests) == 2, timeout=15)
             assert gemini.requests[-1].prompt == "queued"
-            # Its old status still offers Cancel, but the job is running now.
-            click = await fake.click(old_status.id, f"peel:cancel:{queued.id}", user=fake.bob)
-            assert "already being made" in await wait_ephemeral(fake, click)
+            # Its old "Queued" status follows it: generating now, the Cancel button gone...
+            await fake.wait_until(lambda: "Generating" in old_status.content)
+            assert old_status.custom_ids == [] and old_status.allowed_mentions == NO_MENTIONS
+            # ...and replaced by the result.
             await fake.wait_until(lambda: bool(channel_results_for(fake, fake.bob)), timeout=15)
+            await fake.wait_until(lambda: old_status.deleted)
             await fake.wait_until(lambda: not harness.service.live.started)
             assert await harness.service.ledger.open_reservations() == []
             assert await integrity(harness) == "ok"

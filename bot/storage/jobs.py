@@ -32,6 +32,7 @@ class JobRecord:
     lane: str | None
     reference_shas: tuple[str, ...] = ()
     error: str | None = None
+    status_message_id: int | None = None  # in channel_id; see migration 0003
 
 
 def _record(row: aiosqlite.Row, shas: Sequence[str]) -> JobRecord:
@@ -42,6 +43,7 @@ def _record(row: aiosqlite.Row, shas: Sequence[str]) -> JobRecord:
         parent_turn_id=row["parent_turn_id"], thread_id=row["thread_id"],
         reply_to_id=row["reply_to_id"], start_thread=bool(row["start_thread"]),
         lane=row["lane"], reference_shas=tuple(shas), error=row["error"],
+        status_message_id=row["status_message_id"],
     )
 
 
@@ -55,11 +57,12 @@ class JobStore:
             cur = await conn.execute(
                 "INSERT OR IGNORE INTO jobs (key, kind, status, guild_id, channel_id, user_id,"
                 " prompt, aspect_ratio, count, parent_turn_id, thread_id, reply_to_id,"
-                " start_thread, lane) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " start_thread, lane, status_message_id)"
+                " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job.key, job.kind, job.guild_id, job.channel_id, job.user_id, job.prompt,
                     job.aspect_ratio, job.count, job.parent_turn_id, job.thread_id,
-                    job.reply_to_id, int(job.start_thread), job.lane,
+                    job.reply_to_id, int(job.start_thread), job.lane, job.status_message_id,
                 ),
             )
             if cur.rowcount == 0:
@@ -99,6 +102,12 @@ class JobStore:
     async def set_parent(self, key: str, parent_turn_id: int | None) -> None:
         await self.db.write(
             "UPDATE jobs SET parent_turn_id = ? WHERE key = ?", (parent_turn_id, key)
+        )
+
+    async def set_status_message(self, key: str, message_id: int) -> None:
+        """Remember the message showing the job's progress (a missing job: no-op)."""
+        await self.db.write(
+            "UPDATE jobs SET status_message_id = ? WHERE key = ?", (message_id, key)
         )
 
     async def active(self) -> list[JobRecord]:
