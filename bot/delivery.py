@@ -253,9 +253,13 @@ class InteractionReporter:
         *,
         view_factory: ViewFactory,
         job_key: str | None = None,
+        placeholder_id: int | None = None,
     ) -> None:
         self.interaction = interaction
         self.view_factory = view_factory
+        # The deferred response's id: once the token is gone, the channel fallback still
+        # corrects or removes it through the channel, so it never keeps saying "working".
+        self.placeholder_id = placeholder_id
         # An interaction turn is keyed by its interaction id.
         self.job_key = job_key if job_key is not None else str(interaction.id)
         self._throttle = _StatusThrottle(self._show)
@@ -322,8 +326,14 @@ class InteractionReporter:
         channel = self.interaction.channel
         if not isinstance(channel, discord.abc.Messageable):
             raise RuntimeError("interaction has no messageable channel")
+        placeholder = None
+        if self.placeholder_id is not None and isinstance(
+            channel, discord.TextChannel | discord.Thread
+        ):
+            placeholder = channel.get_partial_message(self.placeholder_id)
         return ChannelReporter(channel, owner_id=self.interaction.user.id,
-                               view_factory=self.view_factory, job_key=self.job_key)
+                               view_factory=self.view_factory, job_key=self.job_key,
+                               status=placeholder)
 
     async def deliver(self, outcome: Outcome) -> Delivery:
         await self._stop()
@@ -353,9 +363,17 @@ class InteractionReporter:
         if not response.is_done():
             await response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
             return
-        if not self._token_alive():
-            await self._fallback().refuse(message)
-            return
+        if self._token_alive():
+            try:
+                await self._refuse_privately(text)
+                return
+            except discord.HTTPException as exc:
+                if exc.status not in (401, 404):
+                    raise
+                log.info("interaction token unusable (%s); refusing in the channel", exc.status)
+        await self._fallback().refuse(message)
+
+    async def _refuse_privately(self, text: str) -> None:
         # The first followup after a defer would *edit* the public placeholder, so resolve
         # the placeholder first, send the private message, then remove the placeholder.
         # The placeholder shows nothing private in the moment before it is removed.

@@ -146,7 +146,8 @@ async def run_interaction_turn(
     bot: PeelBot = interaction.client  # type: ignore[assignment]
     if not interaction.response.is_done():
         status_message_id = await defer_status(interaction)
-    reporter = InteractionReporter(interaction, view_factory=result_view)
+    reporter = InteractionReporter(interaction, view_factory=result_view,
+                                   placeholder_id=status_message_id)
     if not await _prechecked(bot, reporter, str(interaction.id), interaction.guild_id,
                              interaction.user.id):
         return

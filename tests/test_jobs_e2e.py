@@ -349,6 +349,24 @@ async def test_a_job_outliving_its_token_is_posted_in_the_channel(gemini_bot: Ha
     assert any(cid.startswith("peel:reroll:") for cid in posted.custom_ids)
     assert result_of(interaction) is None
     assert fake.requests_to("/webhooks/", "PATCH")[-1].status == 401  # Discord said 50027
+    # The placeholder does not go on saying it is working: removed through the channel.
+    await fake.wait_until(lambda: status_of(interaction).deleted)
+
+
+async def test_a_refusal_after_the_token_expired_corrects_the_placeholder(
+    gemini_bot: Harness,
+) -> None:
+    fake, gemini = gemini_bot.discord, gemini_bot.upstream
+    fake.token_ttl = 1.0
+    gemini.latency = 1.5
+    gemini.push("image_safety")
+    interaction = await fake.slash("imagine", {"prompt": "a slow block"}, user=fake.alice)
+    await fake.wait_until(lambda: "safety" in content_of(interaction), timeout=10)
+    placeholder = status_of(interaction)
+    assert not placeholder.deleted and placeholder.components == []
+    assert placeholder.allowed_mentions == NO_MENTIONS
+    balance = await gemini_bot.service.ledger.balance(fake.guild_id, fake.alice.id)
+    assert balance.reserved == 0
 
 
 async def test_a_token_near_expiry_is_not_used(
@@ -377,6 +395,7 @@ async def test_the_status_hands_over_to_the_channel_before_the_token_expires(
     await fake.wait_until(lambda: bool(channel_results_for(fake, fake.alice)), timeout=10)
     assert len(fake.requests_to("/webhooks/", "PATCH")) == edits  # token left alone since
     assert result_of(interaction) is None
+    await fake.wait_until(lambda: status_of(interaction).deleted)
 
 
 # -- 6. restarts -----------------------------------------------------------------------------------
