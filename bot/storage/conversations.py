@@ -56,45 +56,51 @@ class ThreadInfo:
     root_turn_id: int
 
 
+# The new id is given explicitly so that root_id can name it in the same statement.
+_INSERT_TURN = """
+WITH next(id) AS (SELECT IFNULL(MAX(id), 0) + 1 FROM turns)
+INSERT INTO turns (id, root_id, job_key, parent_id, guild_id, channel_id, thread_id,
+    user_id, prompt, aspect_ratio, caption, provider, model, input_tokens,
+    output_image_tokens, output_text_tokens, thinking_tokens, usage_reported, cost_micro_usd)
+SELECT next.id, IFNULL((SELECT IFNULL(root_id, id) FROM turns WHERE id = ?), next.id),
+    ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+FROM next
+RETURNING id
+"""
+
+
 class ConversationStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
     async def add_turn(self, turn: NewTurn) -> int:
+        """Store a turn and its images: one transaction of two statements, sent together.
+
+        The turn takes the next id and its root (the parent's root, else itself) in the
+        INSERT, so it needs no read before it nor UPDATE after it.
+        """
         usage = turn.usage
+        params = (
+            turn.parent_id, turn.job_key, turn.parent_id, turn.guild_id, turn.channel_id,
+            turn.thread_id, turn.user_id, turn.prompt, turn.aspect_ratio, turn.caption,
+            turn.provider, turn.model, usage.input_tokens, usage.output_image_tokens,
+            usage.output_text_tokens, usage.thinking_tokens, int(usage.reported),
+            turn.cost_micro_usd,
+        )
         async with self.db.transaction() as conn:
-            root_id: int | None = None
-            if turn.parent_id is not None:
-                cur = await conn.execute(
-                    "SELECT root_id FROM turns WHERE id = ?", (turn.parent_id,)
+            rows = list(await conn.execute_fetchall(_INSERT_TURN, params))
+            turn_id = int(rows[0]["id"])
+            if turn.image_shas:
+                values = ", ".join("(?, ?, ?)" for _ in turn.image_shas)
+                await conn.execute(
+                    f"INSERT INTO turn_images (turn_id, position, sha256) VALUES {values}",
+                    [v for i, sha in enumerate(turn.image_shas) for v in (turn_id, i, sha)],
                 )
-                row = await cur.fetchone()
-                root_id = row[0] if row else None
-            cur = await conn.execute(
-                "INSERT INTO turns (job_key, parent_id, root_id, guild_id, channel_id, thread_id,"
-                " user_id, prompt, aspect_ratio, caption, provider, model, input_tokens,"
-                " output_image_tokens, output_text_tokens, thinking_tokens, usage_reported,"
-                " cost_micro_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    turn.job_key, turn.parent_id, root_id, turn.guild_id, turn.channel_id,
-                    turn.thread_id, turn.user_id, turn.prompt, turn.aspect_ratio, turn.caption,
-                    turn.provider, turn.model, usage.input_tokens, usage.output_image_tokens,
-                    usage.output_text_tokens, usage.thinking_tokens, int(usage.reported),
-                    turn.cost_micro_usd,
-                ),
-            )
-            turn_id = int(cur.lastrowid or 0)
-            if root_id is None:
-                await conn.execute("UPDATE turns SET root_id = id WHERE id = ?", (turn_id,))
-            await conn.executemany(
-                "INSERT INTO turn_images (turn_id, position, sha256) VALUES (?, ?, ?)",
-                [(turn_id, i, sha) for i, sha in enumerate(turn.image_shas)],
-            )
         return turn_id
 
     async def set_message(self, turn_id: int, message_id: int, thread_id: int | None) -> None:
         """Record where the result was posted (the id members reply to)."""
-        await self.db.write(
+        await self.db.batched(
             "UPDATE turns SET message_id = ?, thread_id = coalesce(thread_id, ?) WHERE id = ?",
             (message_id, thread_id, turn_id),
         )
@@ -128,7 +134,7 @@ class ConversationStore:
         self, thread_id: int, *, guild_id: int | None, channel_id: int, owner_id: int,
         root_turn_id: int,
     ) -> None:
-        await self.db.write(
+        await self.db.batched(
             "INSERT OR IGNORE INTO threads (thread_id, guild_id, channel_id, owner_id,"
             " root_turn_id) VALUES (?, ?, ?, ?, ?)",
             (thread_id, guild_id, channel_id, owner_id, root_turn_id),

@@ -3,7 +3,12 @@
 aiosqlite runs every statement of a connection on one worker thread, but coroutines that
 share the connection interleave *inside each other's transactions*. So every write goes
 through `Database.write()` (one statement) or `Database.transaction()` (several), both
-holding one asyncio lock; reads may run freely.
+holding one asyncio lock; reads may run freely. One-statement writes on a turn's path go
+through `Database.batched()`, the shared group commit (group_commit.py): under load, the
+statements of many turns share one transaction and one lock acquisition.
+
+Each call here is one trip to aiosqlite's thread: a read fetches its rows with the
+statement (`execute_fetchall`), never as execute + fetch + close.
 """
 
 from __future__ import annotations
@@ -39,8 +44,11 @@ class Database:
     """A thin wrapper over one aiosqlite connection."""
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
+        from bot.storage.group_commit import GroupCommit  # it needs this module: no cycle
+
         self.conn = conn
         self.lock = asyncio.Lock()
+        self.group = GroupCommit(self)
 
     @classmethod
     async def open(cls, path: Path | str, *, synchronous: str = "NORMAL") -> Database:
@@ -107,6 +115,13 @@ class Database:
         async with self.lock:
             return list(await self.conn.execute_fetchall(sql, params))
 
+    async def batched(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> list[aiosqlite.Row]:
+        """One write statement through the shared group commit; its RETURNING rows once
+        committed. A statement that needs to know whether it changed a row says RETURNING."""
+        return await self.group.write(sql, params)
+
     async def write_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         async with self.transaction() as conn:
             await conn.executemany(sql, rows)
@@ -114,14 +129,13 @@ class Database:
     async def fetchone(
         self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
     ) -> aiosqlite.Row | None:
-        async with self.conn.execute(sql, params) as cur:
-            return await cur.fetchone()
+        rows = await self.conn.execute_fetchall(sql, params)
+        return next(iter(rows), None)
 
     async def fetchall(
         self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
     ) -> list[aiosqlite.Row]:
-        async with self.conn.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        return list(await self.conn.execute_fetchall(sql, params))
 
 
 def _split_sql(script: str) -> list[str]:

@@ -20,11 +20,12 @@ import asyncio
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
-from bot.storage.db import Database
+if TYPE_CHECKING:
+    from bot.storage.db import Database
 
 Params = Sequence[Any] | Mapping[str, Any]
 

@@ -47,29 +47,38 @@ def _record(row: aiosqlite.Row, shas: Sequence[str]) -> JobRecord:
     )
 
 
+_INSERT_JOB = (
+    "INSERT OR IGNORE INTO jobs (key, kind, status, guild_id, channel_id, user_id, prompt,"
+    " aspect_ratio, count, parent_turn_id, thread_id, reply_to_id, start_thread, lane,"
+    " status_message_id) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " RETURNING key"
+)
+
+
 class JobStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
     async def create(self, job: JobRecord) -> bool:
-        """Insert a queued job; False when the key exists already (a duplicated event)."""
+        """Insert a queued job; False when the key exists already (a duplicated event).
+
+        Without references this is one statement through the shared group commit; with
+        them, the job and all its reference rows are one transaction of two statements.
+        """
+        row = (
+            job.key, job.kind, job.guild_id, job.channel_id, job.user_id, job.prompt,
+            job.aspect_ratio, job.count, job.parent_turn_id, job.thread_id,
+            job.reply_to_id, int(job.start_thread), job.lane, job.status_message_id,
+        )
+        if not job.reference_shas:
+            return bool(await self.db.batched(_INSERT_JOB, row))
         async with self.db.transaction() as conn:
-            cur = await conn.execute(
-                "INSERT OR IGNORE INTO jobs (key, kind, status, guild_id, channel_id, user_id,"
-                " prompt, aspect_ratio, count, parent_turn_id, thread_id, reply_to_id,"
-                " start_thread, lane, status_message_id)"
-                " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    job.key, job.kind, job.guild_id, job.channel_id, job.user_id, job.prompt,
-                    job.aspect_ratio, job.count, job.parent_turn_id, job.thread_id,
-                    job.reply_to_id, int(job.start_thread), job.lane, job.status_message_id,
-                ),
-            )
-            if cur.rowcount == 0:
+            if not list(await conn.execute_fetchall(_INSERT_JOB, row)):
                 return False
-            await conn.executemany(
-                "INSERT INTO job_references (job_key, position, sha256) VALUES (?, ?, ?)",
-                [(job.key, i, sha) for i, sha in enumerate(job.reference_shas)],
+            values = ", ".join("(?, ?, ?)" for _ in job.reference_shas)
+            params = [v for i, sha in enumerate(job.reference_shas) for v in (job.key, i, sha)]
+            await conn.execute(
+                f"INSERT INTO job_references (job_key, position, sha256) VALUES {values}", params
             )
         return True
 
@@ -96,17 +105,16 @@ class JobStore:
         if only_from:
             sql += f" AND status IN ({', '.join('?' for _ in only_from)})"
             params.extend(only_from)
-        cur = await self.db.write(sql, params)
-        return cur.rowcount > 0
+        return bool(await self.db.batched(sql + " RETURNING key", params))
 
     async def set_parent(self, key: str, parent_turn_id: int | None) -> None:
-        await self.db.write(
+        await self.db.batched(
             "UPDATE jobs SET parent_turn_id = ? WHERE key = ?", (parent_turn_id, key)
         )
 
     async def set_status_message(self, key: str, message_id: int) -> None:
         """Remember the message showing the job's progress (a missing job: no-op)."""
-        await self.db.write(
+        await self.db.batched(
             "UPDATE jobs SET status_message_id = ? WHERE key = ?", (message_id, key)
         )
 

@@ -209,8 +209,9 @@ class Ledger:
         if default_limit < 0:
             raise ValueError("default_limit must be 0 (unlimited) or more")
         self._db = db
-        # Reserve and settle/release are single statements: under load they share commits.
-        self._writes = GroupCommit(db)
+        # Reserve and settle/release are single statements: under load they share commits
+        # (with each other and with the other stores' one-statement writes).
+        self._writes: GroupCommit = db.group
         self._default_limit = default_limit
         self._prices = prices
         self._clock = clock
