@@ -3,12 +3,13 @@
 # Run:   docker run --env-file .env -v peel-data:/data peel
 FROM python:3.11-slim
 
+# MALLOC_MMAP_THRESHOLD_ returns freed image buffers to the OS after bursts instead of
+# keeping hundreds of MB resident (measured: 716 MB kept vs 21 MB).
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DATA_DIR=/data \
-    # Return freed image buffers to the OS after bursts (specs/performance.md section 6).
     MALLOC_MMAP_THRESHOLD_=131072
 
 RUN useradd --create-home --uid 10001 peel \
