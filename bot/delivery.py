@@ -265,6 +265,7 @@ class InteractionReporter:
         self._throttle = _StatusThrottle(self._show)
         self._handoff: asyncio.Task[None] | None = None
         self._handed_off = False
+        self._queued = False  # a queue position was ever shown (or about to be)
 
     def _token_left(self) -> float:
         """Seconds the token may still be used (Peel's margin kept)."""
@@ -282,11 +283,16 @@ class InteractionReporter:
 
     def queued(self, position: int) -> None:
         self._watch_token()
+        self._queued = True
         self._throttle.set(Status(render.queued_text(position), self.job_key))
 
     async def started(self) -> None:
+        """A job that waited says it is generating now, which also takes its Cancel button
+        away. One that never waited keeps the deferred "thinking…" placeholder, which says
+        as much already: no edit (a webhook PATCH and its gateway echo per job)."""
         self._watch_token()
-        self._throttle.set(Status(render.GENERATING_TEXT), urgent=True)
+        if self._queued:
+            self._throttle.set(Status(render.GENERATING_TEXT), urgent=True)
 
     async def cancelled(self) -> None:
         await self._stop()
