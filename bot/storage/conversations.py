@@ -11,15 +11,14 @@ from bot.storage.db import Database
 
 
 @dataclass(frozen=True, slots=True)
-class Turn:
-    id: int
+class NewTurn:
+    """A finished turn, as the service hands it to storage."""
+
     job_key: str
     parent_id: int | None
-    root_id: int
     guild_id: int | None
     channel_id: int
     thread_id: int | None
-    message_id: int | None
     user_id: int
     prompt: str
     aspect_ratio: str | None
@@ -32,21 +31,12 @@ class Turn:
 
 
 @dataclass(frozen=True, slots=True)
-class NewTurn:
-    job_key: str
-    parent_id: int | None
-    guild_id: int | None
-    channel_id: int
-    thread_id: int | None
-    user_id: int
-    prompt: str
-    aspect_ratio: str | None
-    caption: str | None
-    provider: str
-    model: str
-    image_shas: tuple[str, ...]
-    usage: Usage
-    cost_micro_usd: int
+class Turn(NewTurn):
+    """A stored turn: what was asked and made, plus where it sits and was posted."""
+
+    id: int
+    root_id: int
+    message_id: int | None
 
 
 @dataclass(frozen=True, slots=True)
