@@ -30,7 +30,7 @@ from urllib.parse import quote
 
 from bot.codec import encode_json
 from bot.errors import ProviderBadResponse
-from bot.models import Capabilities, TurnRequest
+from bot.models import TurnRequest
 from bot.providers.polling import PollSchedule, TaskSnapshot, TaskState
 from bot.providers.taskapi import (
     TaskApiProvider,
@@ -38,6 +38,7 @@ from bot.providers.taskapi import (
     business_error,
     data_uri,
     message_in,
+    task_capabilities,
     task_state,
     urls_in,
 )
@@ -86,12 +87,7 @@ class ApimartProvider(TaskApiProvider):
     """gemini-3.1-flash-lite-image through APIMart's task API."""
 
     name = NAME
-    capabilities = Capabilities(
-        max_reference_images=14,
-        max_images_per_request=1,
-        reports_usage=False,
-        multi_turn=False,
-    )
+    capabilities = task_capabilities(max_reference_images=14)
 
     default_base_url = DEFAULT_BASE_URL
     default_poll = PollSchedule.apimart

@@ -27,7 +27,7 @@ from typing import Any
 
 from bot.codec import encode_json
 from bot.errors import ProviderBadResponse
-from bot.models import Capabilities, TurnRequest
+from bot.models import TurnRequest
 from bot.providers.polling import PollSchedule, TaskSnapshot, TaskState
 from bot.providers.taskapi import (
     TaskApiProvider,
@@ -35,6 +35,7 @@ from bot.providers.taskapi import (
     business_error,
     data_uri,
     message_in,
+    task_capabilities,
     task_state,
     urls_in,
 )
@@ -69,12 +70,7 @@ class LinkmodelProvider(TaskApiProvider):
     """gemini-3.1-flash-lite-image through LinkModel's task API."""
 
     name = NAME
-    capabilities = Capabilities(
-        max_reference_images=10,
-        max_images_per_request=1,
-        reports_usage=False,
-        multi_turn=False,
-    )
+    capabilities = task_capabilities(max_reference_images=10)
 
     default_base_url = DEFAULT_BASE_URL
     default_poll = PollSchedule.linkmodel

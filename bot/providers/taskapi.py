@@ -67,6 +67,16 @@ _MESSAGE_KEYS = ("message", "msg", "error_message", "detail", "error_description
 RESULT_TYPES = ("image/png", "image/jpeg", "image/webp")
 
 
+def task_capabilities(max_reference_images: int) -> Capabilities:
+    """What a task route offers: one image per task, no token usage, no replayed history."""
+    return Capabilities(
+        max_reference_images=max_reference_images,
+        max_images_per_request=1,
+        reports_usage=False,
+        multi_turn=False,
+    )
+
+
 def data_uri(image: ImageData) -> str:
     """A `data:` URI for a reference image (CPU-bound: call it on the codec worker)."""
     return f"data:{image.mime};base64,{base64.b64encode(image.data).decode('ascii')}"
