@@ -86,3 +86,23 @@ async def test_rejected_discord_token_is_one_line(tmp_path: Path) -> None:
     assert process.returncode != 0
     assert text.strip().splitlines()[-1] == "peel: Discord rejected DISCORD_TOKEN (login failed)"
     assert "not-the-token" not in text
+
+
+async def test_missing_message_content_intent_is_one_line(tmp_path: Path) -> None:
+    async with FakeDiscord(message_content_intent_allowed=False) as fake, \
+            FakeGemini() as gemini:
+        process = await start_process({
+            "DISCORD_TOKEN": fake.token,
+            "DISCORD_API_BASE_URL": fake.base_url,
+            "DISCORD_GATEWAY_URL": fake.gateway_url,
+            "GEMINI_API_KEY": gemini.api_key,
+            "GEMINI_BASE_URL": gemini.base_url,
+            "DATA_DIR": str(tmp_path / "data"),
+        }, tmp_path)
+        _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    text = stderr.decode()
+    assert process.returncode != 0
+    assert text.strip().splitlines()[-1] == (
+        "peel: enable the MESSAGE CONTENT intent for the bot in the Discord developer portal"
+    )
+    assert "Traceback" not in text
