@@ -15,10 +15,6 @@ from bot import images
 from bot.models import ImageData
 
 
-def usable(attachments: Sequence[discord.Attachment | None]) -> list[discord.Attachment]:
-    return [a for a in attachments if a is not None]
-
-
 def sources(attachments: Sequence[discord.Attachment]) -> list[images.SourceFile]:
     """What the intake needs to know of each attachment; the size is Discord's claim only."""
     return [images.SourceFile(a.filename, a.url, declared_size=a.size) for a in attachments]

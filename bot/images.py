@@ -252,24 +252,6 @@ async def prepare_reference(data: bytes, *, filename: str, max_edge: int = MAX_E
     )
 
 
-async def prepare_references(
-    files: Sequence[tuple[str, bytes]], *, already: int = 0, limit: int = MAX_REFERENCE_IMAGES
-) -> tuple[list[ImageData], list[str]]:
-    """Validate every file (one bad file refuses the turn), keep those that fit the limit.
-
-    Returns the images to use and the warnings to show (which files were left out).
-    """
-    images = await _gather_in_order(
-        [prepare_reference(data, filename=name) for name, data in files]
-    )
-    used, _ = split_by_limit(images, already=already, limit=limit)
-    _, left_out = split_by_limit(files, already=already, limit=limit)
-    if not left_out:
-        return used, []
-    names = [name for name, _ in left_out]
-    return used, [left_out_warning(names, already=already, limit=limit)]
-
-
 async def _gather_in_order(coros: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
     """Run concurrently; on failure raise the first one in input order and cancel the rest.
 

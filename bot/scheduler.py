@@ -35,8 +35,6 @@ class Scheduler:
         self._running = 0
         self._queues: OrderedDict[Hashable, deque[_Waiter]] = OrderedDict()
         self._jobs: dict[Hashable, int] = {}
-        self._idle = asyncio.Event()
-        self._idle.set()
 
     # -- per-member job admission -------------------------------------------------------
 
@@ -66,10 +64,6 @@ class Scheduler:
     def running(self) -> int:
         return self._running
 
-    async def wait_idle(self) -> None:
-        """Return once no provider call is running."""
-        await self._idle.wait()
-
     @property
     def waiting(self) -> int:
         return sum(len(q) for q in self._queues.values())
@@ -89,7 +83,6 @@ class Scheduler:
     async def _acquire(self, owner: Hashable, on_position: PositionCallback | None) -> None:
         if self._running < self.max_concurrent and not self._queues:
             self._running += 1
-            self._idle.clear()
             return
         waiter = _Waiter(owner, asyncio.get_running_loop().create_future(), on_position)
         self._queues.setdefault(owner, deque()).append(waiter)
@@ -117,10 +110,6 @@ class Scheduler:
                 continue
             self._running += 1
             waiter.future.set_result(None)
-        if self._running == 0:
-            self._idle.set()
-        else:
-            self._idle.clear()
         self._report_positions()
 
     def _remove(self, waiter: _Waiter) -> None:
@@ -158,10 +147,3 @@ class Scheduler:
                     if waiter.on_position is not None:
                         waiter.on_position(position)
             cursors = deeper
-
-    def position_of(self, owner: Hashable) -> int | None:
-        """The best place in line of any call `owner` has waiting, or None."""
-        queue = self._queues.get(owner)
-        if not queue:
-            return None
-        return min(w.last_position for w in queue)

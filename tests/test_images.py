@@ -30,7 +30,6 @@ from bot.images import (
     download_capped,
     fetch_references,
     prepare_reference,
-    prepare_references,
     sniff_mime,
     split_by_limit,
     too_large_reason,
@@ -271,7 +270,8 @@ async def test_preparing_does_not_block_the_event_loop() -> None:
     await asyncio.sleep(0.01)
     started = time.perf_counter()
     await prepare_reference(big, filename="one.jpg")
-    images, _ = await prepare_references([(f"{n}.jpg", big) for n in range(4)])
+    images = await asyncio.gather(*(prepare_reference(big, filename=f"{n}.jpg")
+                                    for n in range(4)))
     elapsed = time.perf_counter() - started
     stop.set()
     await ticking
@@ -290,10 +290,12 @@ def test_split_by_limit_counts_what_is_already_there() -> None:
     assert split_by_limit([1, 2], already=5, limit=3) == ([], [1, 2])
 
 
-async def test_fifteen_references_with_the_previous_result_keep_thirteen() -> None:
+async def test_fifteen_references_with_the_previous_result_keep_thirteen(cdn: CDN) -> None:
     colours = ["red", "green", "blue", "white", "black"]
     files = [(f"ref{n:02}.png", small_png(colours[n % 5])) for n in range(15)]
-    images, warnings = await prepare_references(files, already=1)
+    cdn.files.update(files)
+    sources = [SourceFile(name, f"{cdn.url}/files/{name}", 100) for name, _ in files]
+    images, warnings = await fetch_references(cdn.session, sources, already=1)
     assert [image.data for image in images] == [data for _, data in files[:13]]
     assert warnings == [
         "Only 14 images can be used per turn (the image being edited counts as one); "
@@ -301,10 +303,12 @@ async def test_fifteen_references_with_the_previous_result_keep_thirteen() -> No
     ]
 
 
-async def test_one_bad_file_refuses_the_whole_turn() -> None:
+async def test_one_bad_file_refuses_the_whole_turn(cdn: CDN) -> None:
     files = [(f"ok{n}.png", small_png()) for n in range(3)] + [("late.png", b"not an image")]
+    cdn.files.update(files)
+    sources = [SourceFile(name, f"{cdn.url}/files/{name}", 100) for name, _ in files]
     with pytest.raises(BadAttachment) as caught:
-        await prepare_references(files, limit=2)  # even among those left out
+        await fetch_references(cdn.session, sources)
     assert caught.value.filename == "late.png"
 
 

@@ -119,7 +119,6 @@ async def test_waiting_calls_learn_their_place_in_line_as_it_moves() -> None:
     assert calls.positions["a1"] == [1]
     assert calls.positions["b1"] == [2]
     assert calls.positions["a2"][-1] == 3
-    assert scheduler.position_of("a") == 1
 
     await calls.finish("run")  # a1 starts
     assert calls.positions["b1"][-1] == 1 and calls.positions["a2"][-1] == 2
@@ -188,18 +187,6 @@ async def test_per_member_job_limit_is_checked_without_an_await() -> None:
     for _ in range(3):
         scheduler.finish("alice")
     assert scheduler.jobs_of("alice") == 0
-
-
-async def test_wait_idle_returns_when_the_last_call_ends() -> None:
-    scheduler = Scheduler(max_concurrent=2, max_jobs_per_user=100)
-    calls = Calls(scheduler)
-    calls.start("a", "a")
-    await settle()
-    idle = asyncio.create_task(scheduler.wait_idle())
-    await settle()
-    assert not idle.done()
-    await calls.finish("a")
-    await asyncio.wait_for(idle, 1)
 
 
 async def test_call_progress_reports_the_best_position_until_started() -> None:

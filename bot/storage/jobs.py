@@ -125,11 +125,3 @@ class JobStore:
         )
         jobs = [await self.get(row["key"]) for row in rows]
         return [job for job in jobs if job is not None]
-
-    async def count_active(self, guild_id: int | None, user_id: int) -> int:
-        row = await self.db.fetchone(
-            "SELECT count(*) AS n FROM jobs WHERE guild_id IS ? AND user_id = ?"
-            " AND status IN ('queued', 'running')",
-            (guild_id, user_id),
-        )
-        return int(row["n"]) if row else 0
