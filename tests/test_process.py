@@ -20,17 +20,26 @@ async def start_process(env: dict[str, str], cwd: Path) -> asyncio.subprocess.Pr
     )
 
 
+def bot_env(
+    fake: FakeDiscord, gemini: FakeGemini, tmp_path: Path, **overrides: str
+) -> dict[str, str]:
+    """The environment an operator gives `python -m bot`, pointed at the loopback fakes."""
+    env = {
+        "DISCORD_TOKEN": fake.token,
+        "DISCORD_API_BASE_URL": fake.base_url,
+        "DISCORD_GATEWAY_URL": fake.gateway_url,
+        "GEMINI_API_KEY": gemini.api_key,
+        "GEMINI_BASE_URL": gemini.base_url,
+        "DATA_DIR": str(tmp_path / "data"),
+    }
+    env.update(overrides)
+    return env
+
+
 async def test_bot_process_answers_imagine_and_stops_on_sigterm(tmp_path: Path) -> None:
     async with FakeDiscord() as fake, FakeGemini() as gemini:
-        process = await start_process({
-            "DISCORD_TOKEN": fake.token,
-            "DISCORD_API_BASE_URL": fake.base_url,
-            "DISCORD_GATEWAY_URL": fake.gateway_url,
-            "DISCORD_DEV_GUILD_ID": str(fake.guild_id),
-            "GEMINI_API_KEY": gemini.api_key,
-            "GEMINI_BASE_URL": gemini.base_url,
-            "DATA_DIR": str(tmp_path / "data"),
-        }, tmp_path)
+        env = bot_env(fake, gemini, tmp_path, DISCORD_DEV_GUILD_ID=str(fake.guild_id))
+        process = await start_process(env, tmp_path)
         try:
             await fake.wait_ready(timeout=30)
             await fake.wait_until(lambda: "imagine" in fake.commands, timeout=10)
@@ -54,14 +63,8 @@ async def test_bot_process_answers_imagine_and_stops_on_sigterm(tmp_path: Path) 
 
 async def test_rejected_provider_key_is_one_line_at_startup(tmp_path: Path) -> None:
     async with FakeDiscord() as fake, FakeGemini() as gemini:
-        process = await start_process({
-            "DISCORD_TOKEN": fake.token,
-            "DISCORD_API_BASE_URL": fake.base_url,
-            "DISCORD_GATEWAY_URL": fake.gateway_url,
-            "GEMINI_API_KEY": "wrong-key-123",
-            "GEMINI_BASE_URL": gemini.base_url,
-            "DATA_DIR": str(tmp_path / "data"),
-        }, tmp_path)
+        env = bot_env(fake, gemini, tmp_path, GEMINI_API_KEY="wrong-key-123")
+        process = await start_process(env, tmp_path)
         _, stderr = await asyncio.wait_for(process.communicate(), 30)
     lines = stderr.decode().strip().splitlines()
     assert process.returncode != 0
@@ -73,14 +76,8 @@ async def test_rejected_provider_key_is_one_line_at_startup(tmp_path: Path) -> N
 
 async def test_rejected_discord_token_is_one_line(tmp_path: Path) -> None:
     async with FakeDiscord() as fake, FakeGemini() as gemini:
-        process = await start_process({
-            "DISCORD_TOKEN": "not-the-token",
-            "DISCORD_API_BASE_URL": fake.base_url,
-            "DISCORD_GATEWAY_URL": fake.gateway_url,
-            "GEMINI_API_KEY": gemini.api_key,
-            "GEMINI_BASE_URL": gemini.base_url,
-            "DATA_DIR": str(tmp_path / "data"),
-        }, tmp_path)
+        env = bot_env(fake, gemini, tmp_path, DISCORD_TOKEN="not-the-token")
+        process = await start_process(env, tmp_path)
         _, stderr = await asyncio.wait_for(process.communicate(), 30)
     text = stderr.decode()
     assert process.returncode != 0
@@ -91,14 +88,7 @@ async def test_rejected_discord_token_is_one_line(tmp_path: Path) -> None:
 async def test_missing_message_content_intent_is_one_line(tmp_path: Path) -> None:
     async with FakeDiscord(message_content_intent_allowed=False) as fake, \
             FakeGemini() as gemini:
-        process = await start_process({
-            "DISCORD_TOKEN": fake.token,
-            "DISCORD_API_BASE_URL": fake.base_url,
-            "DISCORD_GATEWAY_URL": fake.gateway_url,
-            "GEMINI_API_KEY": gemini.api_key,
-            "GEMINI_BASE_URL": gemini.base_url,
-            "DATA_DIR": str(tmp_path / "data"),
-        }, tmp_path)
+        process = await start_process(bot_env(fake, gemini, tmp_path), tmp_path)
         _, stderr = await asyncio.wait_for(process.communicate(), 30)
     text = stderr.decode()
     assert process.returncode != 0
