@@ -171,10 +171,6 @@ class ImageService:
 
     # -- cancelling and draining ------------------------------------------------------------
 
-    @property
-    def accepting(self) -> bool:
-        return self.live.accepting
-
     async def cancel(self, key: str, user_id: int) -> CancelResult:
         """Cancel a job that has not started, for its owner. Returns once it is settled:
         out of the queue, its reservation released, its row `cancelled`."""
