@@ -75,6 +75,10 @@ class PeelBot(commands.Bot):
             tree_cls=PeelTree,
             allowed_mentions=discord.AllowedMentions.none(),
             help_command=None,
+            # No message cache: turns read what they need from each event's own payload,
+            # and caching every result message (and copying it on each edit) costs the
+            # loop thread work on every job for nothing.
+            max_messages=None,
             **options,  # type: ignore[arg-type]
         )
         self.settings = settings

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import io
-
 import discord
 
 from bot.pricing import format_usd
 from bot.service import Outcome
 from bot.storage.ledger import Balance
+from bot.upload import ImageUpload
 
 NO_MENTIONS = discord.AllowedMentions.none()
 MAX_CONTENT = 2000
@@ -46,7 +45,7 @@ def result_content(outcome: Outcome) -> str:
 
 def result_files(outcome: Outcome) -> list[discord.File]:
     return [
-        discord.File(io.BytesIO(image.data), filename=f"peel-{outcome.turn_id}-{i + 1}."
+        discord.File(ImageUpload(image.data), filename=f"peel-{outcome.turn_id}-{i + 1}."
                      f"{image.extension}")
         for i, image in enumerate(outcome.images)
     ]

@@ -20,6 +20,7 @@ Wire details are in specs/providers.md section 1. The choices made here:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Mapping
@@ -51,7 +52,15 @@ from bot.models import (
     sniff_mime,
 )
 from bot.pricing import estimate_usage
-from bot.providers.http import RetryPolicy, Timeouts, download, http_error, send, with_retries
+from bot.providers.http import (
+    RetryPolicy,
+    Timeouts,
+    download,
+    exchange,
+    http_error,
+    send,
+    with_retries,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +77,9 @@ _ANSWERED = frozenset({"STOP", "FINISH_REASON_UNSPECIFIED"})
 
 # Reference bytes up to which a request is encoded on the event loop (at most ~60 us).
 INLINE_ENCODE_BYTES = 32 * 1024
+# Answers being read and decoded at once per provider. The codec worker decodes one at a
+# time (1-3 ms each), so a few keep it busy while the rest wait in their sockets.
+BODIES_AT_ONCE = 4
 
 _MARKDOWN_IMAGE = re.compile(r"!\[[^\]]*\]\((https?://[^\s)]+)\)")
 _BARE_URL = re.compile(r"^<?(https?://\S+?)>?$")
@@ -294,6 +306,9 @@ class GeminiProvider:
         self.max_result_bytes = max_result_bytes
         root = base_url.rstrip("/").removesuffix("/v1beta")
         self._model_url = f"{root}/v1beta/models/{self.model}"
+        # Answers read and decoded at once: each is a ~2 MB body until the codec worker
+        # has turned it into image bytes (see `exchange`).
+        self._bodies = asyncio.Semaphore(BODIES_AT_ONCE)
 
     # --- the protocol
 
@@ -307,10 +322,9 @@ class GeminiProvider:
             "gemini: generateContent model=%s refs=%d aspect=%s prompt_chars=%d",
             self.model, len(request.images), request.aspect_ratio, len(request.prompt),
         )
-        raw = await with_retries(lambda: self._generate(body), self.retry, provider=self.name)
-        parsed = await run_codec(parse_response, raw)
-        if parsed.error is not None:
-            raise self._error_from(parsed.error, 200, raw, {})
+        parsed = await with_retries(
+            lambda: self._generate(body), self.retry, provider=self.name
+        )
         return await self._outcome(parsed, request)
 
     async def check_credentials(self) -> None:
@@ -363,16 +377,22 @@ class GeminiProvider:
             },
         }
 
-    async def _generate(self, body: bytes) -> bytes:
-        """One generateContent exchange; non-2xx raised as the project's HTTP errors."""
-        status, raw, headers = await send(
-            self._session, "POST", f"{self._model_url}:generateContent",
-            provider=self.name, timeouts=self.timeouts, data=body,
+    async def _generate(self, body: bytes) -> ParsedResponse:
+        """One generateContent exchange, decoded; errors raised as the project's errors."""
+
+        async def answer(status: int, raw: bytes, headers: Mapping[str, str]) -> ParsedResponse:
+            if status != 200:
+                raise await self._http_error(status, raw, headers)
+            parsed = await run_codec(parse_response, raw)
+            if parsed.error is not None:
+                raise self._error_from(parsed.error, 200, raw, {})  # a relay's error in a 200
+            return parsed
+
+        return await exchange(
+            self._session, "POST", f"{self._model_url}:generateContent", answer,
+            provider=self.name, timeouts=self.timeouts, data=body, gate=self._bodies,
             headers={**self._auth_headers(), "Content-Type": "application/json"},
         )
-        if status != 200:
-            raise await self._http_error(status, raw, headers)
-        return raw
 
     async def _http_error(
         self, status: int, raw: bytes, headers: Mapping[str, str]

@@ -9,6 +9,7 @@ blocks and no-image answers are never retried.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
 import random
@@ -140,19 +141,68 @@ async def send(
     Returns status, body and headers for any status; the caller maps non-2xx itself
     (error bodies differ per provider).
     """
+
+    async def as_is(status: int, body: bytes, headers: Mapping[str, str]) -> Answer:
+        return status, body, headers
+
+    return await exchange(
+        session, method, url, as_is, provider=provider, timeouts=timeouts,
+        headers=headers, data=data, params=params,
+    )
+
+
+Answer = tuple[int, bytes, Mapping[str, str]]
+
+
+async def exchange(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    handle: Callable[[int, bytes, Mapping[str, str]], Awaitable[T]],
+    *,
+    provider: str,
+    timeouts: Timeouts,
+    headers: Mapping[str, str] | None = None,
+    data: bytes | None = None,
+    params: Mapping[str, str] | None = None,
+    gate: asyncio.Semaphore | None = None,
+) -> T:
+    """One HTTP exchange whose answer `handle` turns into a result while the body is held.
+
+    With a `gate`, the body is read (and handled) only once the gate lets it in, after the
+    status line and headers arrived. Many answers landing at once, each a few MB, then wait
+    in the socket (aiohttp stops reading a response nobody reads) instead of all sitting
+    in memory while the single codec worker decodes them one by one.
+    """
+    where = f"{method} {scrub(url)}"
     try:
-        async with session.request(
+        response = await session.request(
             method, url, headers=headers, data=data, params=params,
             timeout=timeouts.client_timeout(),
-        ) as resp:
-            body = await resp.read()
-            return resp.status, body, resp.headers
+        )
     except TimeoutError as exc:
-        raise ProviderTimeout(f"{method} {scrub(url)} timed out", provider=provider) from exc
+        raise ProviderTimeout(f"{where} timed out", provider=provider) from exc
     except aiohttp.ClientError as exc:
         raise ProviderUnavailable(
-            0, f"{method} {scrub(url)} failed: {type(exc).__name__}", provider=provider
+            0, f"{where} failed: {type(exc).__name__}", provider=provider
         ) from exc
+    try:
+        async with gate if gate is not None else _NO_GATE:
+            try:
+                body = await response.read()
+            except TimeoutError as exc:
+                raise ProviderTimeout(f"{where} timed out", provider=provider) from exc
+            except aiohttp.ClientError as exc:
+                raise ProviderUnavailable(
+                    0, f"{where} failed: {type(exc).__name__}", provider=provider
+                ) from exc
+            response.release()
+            return await handle(response.status, body, response.headers)
+    finally:
+        response.release()
+
+
+_NO_GATE = contextlib.nullcontext()
 
 
 async def download(
