@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sqlite3
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -25,6 +26,8 @@ from typing import Any
 import aiosqlite
 
 log = logging.getLogger(__name__)
+
+Params = Sequence[Any] | Mapping[str, Any]
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
@@ -122,6 +125,26 @@ class Database:
         committed. A statement that needs to know whether it changed a row says RETURNING."""
         return await self.group.write(sql, params)
 
+    async def write_batch(
+        self, writes: Sequence[tuple[str, Params]]
+    ) -> list[list[aiosqlite.Row] | sqlite3.IntegrityError]:
+        """Write statements in one transaction, in order, each with its RETURNING rows.
+
+        The whole transaction is one call on aiosqlite's thread. Sent statement by statement
+        (BEGIN, each write, COMMIT), every statement was a trip there and back, and under load
+        each trip waited for the GIL on both sides: a batch of 20 took longer than the turn's
+        provider call. A statement that breaks a constraint (a CHECK, a trigger's RAISE) is
+        undone alone by SQLite and comes back as its IntegrityError; any other error rolls
+        the whole batch back and is raised.
+        """
+        async with self.lock:
+            # aiosqlite runs every public method through `_execute` on its thread; it has
+            # no public way to run several statements in one trip.
+            results: list[list[aiosqlite.Row] | sqlite3.IntegrityError] = (
+                await self.conn._execute(_run_batch, self.conn, writes)
+            )
+            return results
+
     async def fetchone(
         self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
     ) -> aiosqlite.Row | None:
@@ -132,6 +155,27 @@ class Database:
         self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
     ) -> list[aiosqlite.Row]:
         return list(await self.conn.execute_fetchall(sql, params))
+
+
+def _run_batch(
+    conn: aiosqlite.Connection, writes: Sequence[tuple[str, Params]]
+) -> list[list[aiosqlite.Row] | sqlite3.IntegrityError]:
+    """On aiosqlite's thread: BEGIN IMMEDIATE, each statement, COMMIT (see write_batch)."""
+    raw = conn._conn  # the sqlite3 connection, used on its own thread
+    results: list[list[aiosqlite.Row] | sqlite3.IntegrityError] = []
+    raw.execute("BEGIN IMMEDIATE")
+    try:
+        for sql, params in writes:
+            try:
+                results.append(raw.execute(sql, params).fetchall())
+            except sqlite3.IntegrityError as error:
+                results.append(error)
+        raw.execute("COMMIT")
+    except BaseException:
+        if raw.in_transaction:  # also after a failed COMMIT: never leave one open
+            raw.execute("ROLLBACK")
+        raise
+    return results
 
 
 def _split_sql(script: str) -> list[str]:

@@ -4,7 +4,7 @@ Under load, every write on the one connection waits for the one before it to com
 from aiosqlite's thread, and every commit is a WAL write (an fsync with synchronous=FULL).
 `GroupCommit.write()` queues its statement instead. A lone statement runs as it would
 alone (one autocommit statement under the write lock). A backlog runs as one
-`Database.transaction()` whose statements are sent to the thread together, then one COMMIT.
+transaction that goes to aiosqlite's thread as one call (`Database.write_batch`).
 
 Each statement keeps its own meaning: it is still one atomic statement, run in arrival
 order, seeing every statement before it. One that breaks a constraint (a CHECK, a
@@ -17,7 +17,6 @@ durable. A caller cancelled while waiting does not stop its statement.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -79,24 +78,12 @@ class GroupCommit:
             else:
                 _resolve(write, rows)
             return
-        async with self._db.transaction() as conn:
-            results = await asyncio.gather(
-                *(conn.execute_fetchall(write.sql, write.params) for write in batch),
-                return_exceptions=True,
-            )
-            for result in results:
-                if isinstance(result, BaseException) and not _statement_only(result):
-                    raise result
+        results = await self._db.write_batch([(write.sql, write.params) for write in batch])
         for write, result in zip(batch, results, strict=True):
             if isinstance(result, BaseException):
                 _fail(write, result)
             else:
-                _resolve(write, list(result))
-
-
-def _statement_only(error: BaseException) -> bool:
-    """Whether SQLite undid just the one statement and the transaction is still good."""
-    return isinstance(error, sqlite3.IntegrityError)
+                _resolve(write, result)
 
 
 def _resolve(write: _Write, rows: list[aiosqlite.Row]) -> None:
