@@ -72,7 +72,7 @@ class Meter:
 
     def __init__(self, ticker: LagTicker) -> None:
         self.ticker = ticker
-        self._wall = self._cpu = self._loop_cpu = 0.0
+        self._wall = self._cpu = self._sys = self._loop_cpu = 0.0
         self._faults = 0
 
     def mark(self) -> None:
@@ -81,6 +81,7 @@ class Meter:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         self._wall = time.perf_counter()
         self._cpu = usage.ru_utime + usage.ru_stime
+        self._sys = usage.ru_stime
         self._loop_cpu = time.thread_time()
         self._faults = usage.ru_minflt
 
@@ -89,6 +90,7 @@ class Meter:
         return {
             "wall_s": time.perf_counter() - self._wall,
             "cpu_s": usage.ru_utime + usage.ru_stime - self._cpu,
+            "sys_s": usage.ru_stime - self._sys,
             "loop_cpu_s": time.thread_time() - self._loop_cpu,
             "lag_s": self.ticker.samples,
             "minor_faults": usage.ru_minflt - self._faults,

@@ -219,7 +219,8 @@ def summarise(
                "<= 50 ms", max(lag, default=math.inf) <= 50),
         Figure("peak RSS", peak_mb, f"{peak_mb:.0f} MB", "<= 600 MB", peak_mb <= 600),
         Figure("bot CPU/job", cpu_ms,
-               f"{cpu_ms:.1f} ms (loop thread {loop_cpu_ms:.1f} ms, "
+               f"{cpu_ms:.1f} ms (kernel {bot['sys_s'] * 1000 / max(len(done), 1):.1f}, "
+               f"loop thread {loop_cpu_ms:.1f} ms, "
                f"utilisation {bot['loop_cpu_s'] / max(bot['wall_s'], 1e-9):.2f}; "
                f"{bot['minor_faults'] / max(len(done), 1):.0f} page faults)"),
     ]
