@@ -332,10 +332,10 @@ class ImageService:
         images = tuple(image for result in done for image in result.images)
         caption = "\n".join(r.text for r in done if r.text) or None
         cost = self.prices.cost_micro_usd(billed)
-        # The turn is stored before the charge: a crash between the two leaves a turn whose
-        # result the next start delivers and settles, never a charge without a result.
-        turn_id = await self._store_turn(record, parent, images, caption, billed, cost)
-        await self.ledger.settle(record.key, billed)
+        # The result and the charge commit together: never a charge without a result, nor a
+        # stored result left unsettled by this run (recovery settles those of a crash).
+        shas = tuple(await asyncio.gather(*(self.blobs.put(image) for image in images)))
+        turn_id = await self._store_turn(record, parent, shas, caption, billed, cost)
         extra = list(warnings) + [w for r in done for w in r.warnings]
         if errors:
             extra.append(f"{len(errors)} of {record.count} images failed: "
@@ -349,17 +349,16 @@ class ImageService:
         )
 
     async def _store_turn(
-        self, record: JobRecord, parent: Turn | None, images: tuple[ImageData, ...],
+        self, record: JobRecord, parent: Turn | None, shas: tuple[str, ...],
         caption: str | None, billed: Usage, cost: int,
     ) -> int:
-        shas = tuple([await self.blobs.put(image) for image in images])
         return await self.conversations.add_turn(NewTurn(
             job_key=record.key, parent_id=parent.id if parent else None,
             guild_id=record.guild_id, channel_id=record.channel_id, thread_id=record.thread_id,
             user_id=record.user_id, prompt=record.prompt, aspect_ratio=record.aspect_ratio,
             caption=caption, provider=self.provider.name, model=self.provider.model,
             image_shas=shas, usage=billed, cost_micro_usd=cost,
-        ))
+        ), along=[self.ledger.settle_statement(record.key, billed)])
 
     async def _fail(
         self, record: JobRecord, error: BaseException, billed: Usage, reporter: Reporter

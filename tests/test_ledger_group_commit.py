@@ -51,6 +51,23 @@ async def test_a_broken_constraint_fails_only_its_own_statement(db: Database) ->
     assert await stored(db) == [5, 6, 7, 8]
 
 
+async def test_a_unit_stands_or_falls_whole_inside_a_shared_batch(db: Database) -> None:
+    writes = GroupCommit(db)
+    results = await asyncio.gather(
+        writes.write(INSERT, (1,)),
+        writes.write_unit([(INSERT, (2,)), (INSERT, (3,))]),
+        writes.write_unit([(INSERT, (4,)), (INSERT, (-4,)), (INSERT, (5,))]),  # one breaks
+        writes.write(INSERT, (6,)),
+        return_exceptions=True,
+    )
+    assert isinstance(results[2], sqlite3.IntegrityError)
+    assert [row["v"] for rows in results[1] for row in rows] == [2, 3]  # type: ignore[union-attr]
+    assert await stored(db) == [1, 2, 3, 6]  # 4 went with the -4 beside it
+    with pytest.raises(sqlite3.IntegrityError):  # a unit alone in its batch: the same
+        await writes.write_unit([(INSERT, (7,)), (INSERT, (-7,))])
+    assert await stored(db) == [1, 2, 3, 6]
+
+
 async def test_any_other_error_rolls_the_whole_batch_back(db: Database) -> None:
     writes = GroupCommit(db)
     calls = [writes.write(INSERT, (1,)), writes.write("INSERT INTO nowhere VALUES (1)")]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiosqlite
 
 from bot.models import Usage
 from bot.storage.db import Database
+from bot.storage.group_commit import Statement
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +65,13 @@ class ConversationStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def add_turn(self, turn: NewTurn) -> int:
-        """Store a turn and its images: one transaction of two statements, sent together.
+    async def add_turn(self, turn: NewTurn, *, along: Sequence[Statement] = ()) -> int:
+        """Store a turn and its images, and the `along` writes after them, as one unit of
+        the group commit: all of them or none.
 
         The turn takes the next id and its root (the parent's root, else itself) in the
-        INSERT, so it needs no read before it nor UPDATE after it.
+        INSERT, so it needs no read before it nor UPDATE after it; its images find it by its
+        job key.
         """
         usage = turn.usage
         params = (
@@ -77,16 +81,17 @@ class ConversationStore:
             usage.output_text_tokens, usage.thinking_tokens, int(usage.reported),
             turn.cost_micro_usd,
         )
-        async with self.db.transaction() as conn:
-            rows = list(await conn.execute_fetchall(_INSERT_TURN, params))
-            turn_id = int(rows[0]["id"])
-            if turn.image_shas:
-                values = ", ".join("(?, ?, ?)" for _ in turn.image_shas)
-                await conn.execute(
-                    f"INSERT INTO turn_images (turn_id, position, sha256) VALUES {values}",
-                    [v for i, sha in enumerate(turn.image_shas) for v in (turn_id, i, sha)],
-                )
-        return turn_id
+        unit: list[Statement] = [(_INSERT_TURN, params)]
+        if turn.image_shas:
+            values = ", ".join(
+                "((SELECT id FROM turns WHERE job_key = ?), ?, ?)" for _ in turn.image_shas
+            )
+            unit.append((
+                f"INSERT INTO turn_images (turn_id, position, sha256) VALUES {values}",
+                [v for i, sha in enumerate(turn.image_shas) for v in (turn.job_key, i, sha)],
+            ))
+        rows = await self.db.group.write_unit([*unit, *along])
+        return int(rows[0][0]["id"])
 
     async def set_message(self, turn_id: int, message_id: int, thread_id: int | None) -> None:
         """Record where the result was posted (the id members reply to)."""

@@ -126,22 +126,23 @@ class Database:
         return await self.group.write(sql, params)
 
     async def write_batch(
-        self, writes: Sequence[tuple[str, Params]]
-    ) -> list[list[aiosqlite.Row] | sqlite3.IntegrityError]:
-        """Write statements in one transaction, in order, each with its RETURNING rows.
+        self, units: Sequence[Sequence[tuple[str, Params]]]
+    ) -> list[list[list[aiosqlite.Row]] | sqlite3.IntegrityError]:
+        """Units of write statements in one transaction, in order: for each unit, every
+        statement's RETURNING rows, or the IntegrityError that undid that unit alone.
 
         The whole transaction is one call on aiosqlite's thread. Sent statement by statement
         (BEGIN, each write, COMMIT), every statement was a trip there and back, and under load
         each trip waited for the GIL on both sides: a batch of 20 took longer than the turn's
-        provider call. A statement that breaks a constraint (a CHECK, a trigger's RAISE) is
-        undone alone by SQLite and comes back as its IntegrityError; any other error rolls
-        the whole batch back and is raised.
+        provider call. A unit that breaks a constraint (a CHECK, a trigger's RAISE) is undone
+        alone (SQLite's statement rollback, or a savepoint around a unit of several); any other
+        error rolls the whole batch back and is raised.
         """
         async with self.lock:
             # aiosqlite runs every public method through `_execute` on its thread; it has
             # no public way to run several statements in one trip.
-            results: list[list[aiosqlite.Row] | sqlite3.IntegrityError] = (
-                await self.conn._execute(_run_batch, self.conn, writes)
+            results: list[list[list[aiosqlite.Row]] | sqlite3.IntegrityError] = (
+                await self.conn._execute(_run_batch, self.conn, units)
             )
             return results
 
@@ -158,24 +159,40 @@ class Database:
 
 
 def _run_batch(
-    conn: aiosqlite.Connection, writes: Sequence[tuple[str, Params]]
-) -> list[list[aiosqlite.Row] | sqlite3.IntegrityError]:
-    """On aiosqlite's thread: BEGIN IMMEDIATE, each statement, COMMIT (see write_batch)."""
+    conn: aiosqlite.Connection, units: Sequence[Sequence[tuple[str, Params]]]
+) -> list[list[list[aiosqlite.Row]] | sqlite3.IntegrityError]:
+    """On aiosqlite's thread: BEGIN IMMEDIATE, each unit, COMMIT (see write_batch)."""
     raw = conn._conn  # the sqlite3 connection, used on its own thread
-    results: list[list[aiosqlite.Row] | sqlite3.IntegrityError] = []
+    results: list[list[list[aiosqlite.Row]] | sqlite3.IntegrityError] = []
     raw.execute("BEGIN IMMEDIATE")
     try:
-        for sql, params in writes:
-            try:
-                results.append(raw.execute(sql, params).fetchall())
-            except sqlite3.IntegrityError as error:
-                results.append(error)
+        for unit in units:
+            results.append(_run_unit(raw, unit))
         raw.execute("COMMIT")
     except BaseException:
         if raw.in_transaction:  # also after a failed COMMIT: never leave one open
             raw.execute("ROLLBACK")
         raise
     return results
+
+
+def _run_unit(
+    raw: sqlite3.Connection, unit: Sequence[tuple[str, Params]]
+) -> list[list[aiosqlite.Row]] | sqlite3.IntegrityError:
+    if len(unit) == 1:
+        try:
+            return [raw.execute(*unit[0]).fetchall()]
+        except sqlite3.IntegrityError as error:
+            return error
+    raw.execute("SAVEPOINT unit")
+    try:
+        rows = [raw.execute(sql, params).fetchall() for sql, params in unit]
+    except sqlite3.IntegrityError as error:
+        raw.execute("ROLLBACK TO unit")
+        raw.execute("RELEASE unit")
+        return error
+    raw.execute("RELEASE unit")
+    return rows
 
 
 def _split_sql(script: str) -> list[str]:

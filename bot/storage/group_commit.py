@@ -29,11 +29,15 @@ if TYPE_CHECKING:
 Params = Sequence[Any] | Mapping[str, Any]
 
 
+Statement = tuple[str, Params]
+
+
 @dataclass(frozen=True, slots=True)
 class _Write:
-    sql: str
-    params: Params
-    done: asyncio.Future[list[aiosqlite.Row]]
+    """A unit: one statement, or several that commit or fail together."""
+
+    statements: tuple[Statement, ...]
+    done: asyncio.Future[list[list[aiosqlite.Row]]]
 
 
 class GroupCommit:
@@ -47,7 +51,14 @@ class GroupCommit:
 
     async def write(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
         """Run one write statement; its RETURNING rows once it is committed."""
-        write = _Write(sql, params, asyncio.get_running_loop().create_future())
+        rows = await self.write_unit([(sql, params)])
+        return rows[0]
+
+    async def write_unit(self, statements: Sequence[Statement]) -> list[list[aiosqlite.Row]]:
+        """Run statements that stand or fall together (a savepoint inside the batch);
+        each one's RETURNING rows once committed. Queued the moment this is called, so
+        units asked for in one go land in the same batch, in the order asked."""
+        write = _Write(tuple(statements), asyncio.get_running_loop().create_future())
         self._pending.append(write)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
@@ -69,16 +80,16 @@ class GroupCommit:
                 raise
 
     async def _run(self, batch: list[_Write]) -> None:
-        if len(batch) == 1:
+        if len(batch) == 1 and len(batch[0].statements) == 1:
             write = batch[0]
             try:
-                rows = await self._db.write_returning(write.sql, write.params)
+                rows = await self._db.write_returning(*write.statements[0])
             except Exception as error:
                 _fail(write, error)
             else:
-                _resolve(write, rows)
+                _resolve(write, [rows])
             return
-        results = await self._db.write_batch([(write.sql, write.params) for write in batch])
+        results = await self._db.write_batch([write.statements for write in batch])
         for write, result in zip(batch, results, strict=True):
             if isinstance(result, BaseException):
                 _fail(write, result)
@@ -86,7 +97,7 @@ class GroupCommit:
                 _resolve(write, result)
 
 
-def _resolve(write: _Write, rows: list[aiosqlite.Row]) -> None:
+def _resolve(write: _Write, rows: list[list[aiosqlite.Row]]) -> None:
     if not write.done.done():
         write.done.set_result(rows)
 

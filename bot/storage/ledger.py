@@ -35,7 +35,7 @@ from bot.errors import QuotaExceeded
 from bot.models import Usage
 from bot.pricing import PriceTable
 from bot.storage.db import Database
-from bot.storage.group_commit import GroupCommit
+from bot.storage.group_commit import GroupCommit, Statement
 
 log = logging.getLogger(__name__)
 
@@ -262,17 +262,25 @@ class Ledger:
     async def _close(self, key: str, usage: Usage, kind: EntryKind) -> LedgerEntry | None:
         return await self._insert_entry(key, usage, kind) or await self._entry(key)
 
+    def settle_statement(self, key: str, usage: Usage) -> Statement:
+        """`settle` as a statement for a unit of the group commit, so that the charge
+        commits together with what it is for (the stored turn). It changes nothing when
+        `key` is not open, like `settle`."""
+        return _CLOSE, self._close_params(key, usage, "charge")
+
     async def _insert_entry(self, key: str, usage: Usage, kind: EntryKind) -> LedgerEntry | None:
         """The new entry closing `key`, or None when it was not open (or does not exist)."""
+        rows = await self._writes.write(_CLOSE, self._close_params(key, usage, kind))
+        return _entry(rows[0]) if rows else None
+
+    def _close_params(self, key: str, usage: Usage, kind: EntryKind) -> dict[str, object]:
         _checked(usage)
-        params = {
+        return {
             "key": key, "input": usage.input_tokens, "output_image": usage.output_image_tokens,
             "output_text": usage.output_text_tokens, "thinking": usage.thinking_tokens,
             "total": usage.total, "cost": self._prices.cost_micro_usd(usage),
             "reported": usage.reported, "kind": kind, "now": self._now(),
         }
-        rows = await self._writes.write(_CLOSE, params)
-        return _entry(rows[0]) if rows else None
 
     async def balance(self, guild_id: int, user_id: int) -> Balance:
         start = period_start(self._now())
