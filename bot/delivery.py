@@ -79,8 +79,11 @@ class _StatusThrottle:
         if self.closed or status == self._shown:
             return
         self._pending = status
-        self._urgent = self._urgent or urgent
-        self._wake.set()
+        if urgent:
+            # Only an urgent status cuts the wait short. Waking the flusher for every new
+            # queue position made a long queue cost a loop pass per waiter per grant.
+            self._urgent = True
+            self._wake.set()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._flush())
 

@@ -28,10 +28,20 @@ class _Waiter:
     last_position: int = field(default=0)
 
 
+# Queue positions are recounted at most this often: members see them through status edits
+# throttled to one per 1.5 s, and a recount walks every waiter.
+POSITION_INTERVAL = 0.25
+
+
 class Scheduler:
-    def __init__(self, *, max_concurrent: int, max_jobs_per_user: int) -> None:
+    def __init__(
+        self, *, max_concurrent: int, max_jobs_per_user: int,
+        position_interval: float = POSITION_INTERVAL,
+    ) -> None:
         self.max_concurrent = max_concurrent
         self.max_jobs_per_user = max_jobs_per_user
+        self.position_interval = position_interval
+        self._positions_due: asyncio.Handle | None = None
         self._running = 0
         self._queues: OrderedDict[Hashable, deque[_Waiter]] = OrderedDict()
         self._jobs: dict[Hashable, int] = {}
@@ -125,6 +135,16 @@ class Scheduler:
         self._report_positions()
 
     def _report_positions(self) -> None:
+        """Recount positions soon: once for every grant, join and leave in the interval.
+
+        Counted on every grant, an overload fed itself: with a thousand calls waiting, each
+        of a hundred grants a second told a thousand waiters their new place.
+        """
+        if self._positions_due is None:
+            loop = asyncio.get_running_loop()
+            self._positions_due = loop.call_later(self.position_interval, self._count_positions)
+
+    def _count_positions(self) -> None:
         """Tell each waiter its place in line (1 = next), only when it changed.
 
         Waiters are walked in the order `_grant` would serve them: the head of every queue
@@ -132,6 +152,7 @@ class Scheduler:
         runs on every grant: counting, for each waiter, the waiters ahead of it in every
         other queue took most of the event loop's time with 700 calls waiting (bench/load.py).
         """
+        self._positions_due = None
         cursors = [iter(queue) for queue in self._queues.values()]
         position = 0
         while cursors:

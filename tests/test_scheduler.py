@@ -108,7 +108,7 @@ async def test_never_more_than_max_concurrent_calls() -> None:
 
 
 async def test_waiting_calls_learn_their_place_in_line_as_it_moves() -> None:
-    scheduler = Scheduler(max_concurrent=1, max_jobs_per_user=100)
+    scheduler = Scheduler(max_concurrent=1, max_jobs_per_user=100, position_interval=0)
     calls = Calls(scheduler)
     calls.start("run", "x")
     await settle()
@@ -130,7 +130,7 @@ async def test_waiting_calls_learn_their_place_in_line_as_it_moves() -> None:
 
 
 async def test_cancelled_waiter_leaves_the_queue_and_others_move_up() -> None:
-    scheduler = Scheduler(max_concurrent=1, max_jobs_per_user=100)
+    scheduler = Scheduler(max_concurrent=1, max_jobs_per_user=100, position_interval=0)
     calls = Calls(scheduler)
     calls.start("run", "x")
     await settle()

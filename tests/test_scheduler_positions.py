@@ -20,7 +20,7 @@ async def test_the_last_position_each_waiter_heard_is_its_place_in_the_serving_o
     seed: int,
 ) -> None:
     rng = random.Random(seed)
-    scheduler = Scheduler(max_concurrent=1, max_jobs_per_user=100)
+    scheduler = Scheduler(max_concurrent=1, max_jobs_per_user=100, position_interval=0)
     heard: dict[int, list[int]] = {}
     served: list[int] = []
     release: dict[int, asyncio.Event] = {}
@@ -45,3 +45,26 @@ async def test_the_last_position_each_waiter_heard_is_its_place_in_the_serving_o
     assert sorted(promised.values()) == list(range(1, len(promised) + 1))
     for number, position in promised.items():
         assert served.index(number) == position  # served[0] is the call that never waited
+
+
+async def test_positions_are_recounted_once_per_interval_however_many_grants() -> None:
+    scheduler = Scheduler(max_concurrent=1, max_jobs_per_user=1000, position_interval=0.2)
+    heard: dict[int, list[int]] = {}
+    release = {n: asyncio.Event() for n in range(301)}
+
+    async def call(number: int) -> None:
+        async with scheduler.slot(f"member{number}", heard.setdefault(number, []).append):
+            await release[number].wait()
+
+    tasks = [asyncio.create_task(call(n)) for n in range(301)]
+    await asyncio.sleep(0.3)
+    assert heard[300] == [300]  # one count for 300 arrivals
+    for number in range(100):  # a hundred grants in quick succession
+        release[number].set()
+        await settle()
+    assert heard[300] == [300]  # not yet recounted
+    await asyncio.sleep(0.3)
+    assert heard[300] == [300, 200]  # once, to where it now stands
+    for event in release.values():
+        event.set()
+    await asyncio.gather(*tasks)
