@@ -51,6 +51,10 @@ def _status_view(status: Status) -> discord.ui.View | None:
     return cancel_view(status.cancel_key)
 
 
+async def _no_edit(status: Status) -> None:
+    return None
+
+
 class _StatusThrottle:
     """Coalesces status updates: at most one edit per interval, always the latest status.
 
@@ -106,6 +110,10 @@ class _StatusThrottle:
 
     async def close(self) -> None:
         self.closed = True
+        # The edit is the reporter's own method: dropping it breaks the reporter <->
+        # throttle cycle, so a finished job's reporter, interaction and member are freed
+        # at once instead of waiting for a full garbage collection.
+        self._edit = _no_edit
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()
@@ -199,12 +207,13 @@ class ChannelReporter:
         if self.reply_to is None:
             content = render.clip(f"<@{self.owner_id}> {content}", render.MAX_CONTENT)
         kwargs: dict[str, object] = {
-            "content": content, "files": render.result_files(outcome),
-            "view": self.view_factory(outcome), "allowed_mentions": NO_MENTIONS,
+            "content": content, "view": self.view_factory(outcome),
+            "allowed_mentions": NO_MENTIONS,
         }
         if self.reply_to is not None:
             kwargs.update(reference=self.reply_to, mention_author=False)
-        message = await self.channel.send(**kwargs)  # type: ignore[call-overload]
+        with render.result_files(outcome) as files:
+            message = await self.channel.send(files=files, **kwargs)  # type: ignore[call-overload]
         await self._drop_status()
         started = await _start_thread(message, outcome) if outcome.start_thread else None
         thread_id = self.channel.id if isinstance(self.channel, discord.Thread) else None
@@ -348,11 +357,11 @@ class InteractionReporter:
         await self._stop()
         if self._token_alive():
             try:
-                message = await self.interaction.edit_original_response(
-                    content=render.result_content(outcome),
-                    attachments=render.result_files(outcome),
-                    view=self.view_factory(outcome), allowed_mentions=NO_MENTIONS,
-                )
+                with render.result_files(outcome) as files:
+                    message = await self.interaction.edit_original_response(
+                        content=render.result_content(outcome), attachments=files,
+                        view=self.view_factory(outcome), allowed_mentions=NO_MENTIONS,
+                    )
             except (discord.NotFound, discord.HTTPException) as exc:
                 if isinstance(exc, discord.HTTPException) and exc.status not in (401, 404):
                     raise

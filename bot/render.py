@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import discord
 
 from bot.pricing import format_usd
@@ -43,12 +46,19 @@ def result_content(outcome: Outcome) -> str:
     return clip("\n".join(lines), MAX_CONTENT)
 
 
-def result_files(outcome: Outcome) -> list[discord.File]:
-    return [
-        discord.File(ImageUpload(image.data), filename=f"peel-{outcome.turn_id}-{i + 1}."
-                     f"{image.extension}")
-        for i, image in enumerate(outcome.images)
-    ]
+@contextmanager
+def result_files(outcome: Outcome) -> Iterator[list[discord.File]]:
+    """The result images as attachments, closed (their bytes let go) once sent: discord.py
+    keeps sent files inside its own reference cycles until a full garbage collection."""
+    uploads = [ImageUpload(image.data) for image in outcome.images]
+    try:
+        yield [
+            discord.File(upload, filename=f"peel-{outcome.turn_id}-{i + 1}.{image.extension}")
+            for i, (upload, image) in enumerate(zip(uploads, outcome.images, strict=True))
+        ]
+    finally:
+        for upload in uploads:
+            upload.close()
 
 
 def queued_text(position: int) -> str:

@@ -31,6 +31,12 @@ class ImageUpload(io.BytesIO):
         super().__init__(data)
         self.data = data
 
+    def close(self) -> None:
+        # discord.py closes its files once sent; the image goes with it, even while the
+        # File is still referenced from discord.py's own reference cycles.
+        self.data = b""
+        super().close()
+
 
 class _ImageUploadPayload(Payload):
     _autoclose = True  # nothing to close: the bytes stay with their owner
