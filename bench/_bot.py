@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import cProfile
 import functools
+import gc
 import importlib
 import json
 import resource
@@ -67,16 +68,33 @@ def _reset_peak_rss() -> None:
         pass
 
 
+class GcWatch:
+    """The pauses of Python's cyclic garbage collector (each stops every thread)."""
+
+    def __init__(self) -> None:
+        self.pauses: list[float] = []
+        self._started = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses.append(time.perf_counter() - self._started)
+
+
 class Meter:
     """CPU and memory between `mark()` and `report()`; both run on the loop thread."""
 
     def __init__(self, ticker: LagTicker) -> None:
         self.ticker = ticker
+        self.gc = GcWatch()
         self._wall = self._cpu = self._sys = self._loop_cpu = 0.0
         self._faults = 0
 
     def mark(self) -> None:
         self.ticker.samples.clear()
+        self.gc.pauses.clear()
         _reset_peak_rss()
         usage = resource.getrusage(resource.RUSAGE_SELF)
         self._wall = time.perf_counter()
@@ -93,6 +111,8 @@ class Meter:
             "sys_s": usage.ru_stime - self._sys,
             "loop_cpu_s": time.thread_time() - self._loop_cpu,
             "lag_s": self.ticker.samples,
+            "gc_pauses_s": self.gc.pauses,
+            "gc_objects": len(gc.get_objects()),
             "minor_faults": usage.ru_minflt - self._faults,
             "peak_rss_kb": _status_kb("VmHWM"),
             "rss_kb": _status_kb("VmRSS"),

@@ -231,6 +231,8 @@ def summarise(
         "other_cores": bot["others_cpu_s"] / wall,
         "fakes_lag_ms": (percentile(fake_lag, 99), max(fake_lag, default=math.nan)),
         "loop_cpu_ms_per_job": loop_cpu_ms,
+        "gc_ms": [p * 1000 for p in bot["gc_pauses_s"]],
+        "gc_objects": bot["gc_objects"],
         "errors": sorted({j.error or "" for j in jobs if j is not None and j.error})[:5],
         "figures": {f.name: f.value for f in figures},
     }
@@ -280,6 +282,9 @@ def print_report(
           f"{facts['fakes_cores']:.2f}, other processes {facts['other_cores']:.2f} "
           f"(of {os.cpu_count()}); the fakes' loop lag p99 {facts['fakes_lag_ms'][0]:.0f} ms, "
           f"max {facts['fakes_lag_ms'][1]:.0f} ms")
+    gc_ms = facts["gc_ms"]
+    print(f"garbage collector: {len(gc_ms)} pauses, {sum(gc_ms):.0f} ms in all, "
+          f"max {max(gc_ms, default=0):.1f} ms; {facts['gc_objects']:,} objects tracked at the end")
     for error in facts["errors"]:
         print(f"  refusal seen: {error[:120]}")
     print()
