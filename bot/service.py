@@ -332,10 +332,11 @@ class ImageService:
         images = tuple(image for result in done for image in result.images)
         caption = "\n".join(r.text for r in done if r.text) or None
         cost = self.prices.cost_micro_usd(billed)
-        # The result and the charge commit together: never a charge without a result, nor a
-        # stored result left unsettled by this run (recovery settles those of a crash).
-        shas = tuple(await asyncio.gather(*(self.blobs.put(image) for image in images)))
-        turn_id = await self._store_turn(record, parent, shas, caption, billed, cost)
+        # The result (its files written first) and the charge commit together: never a
+        # charge without a result, nor a stored result left unsettled by this run (recovery
+        # settles those of a crash).
+        shas = tuple(await asyncio.gather(*(self.blobs.write_file(image) for image in images)))
+        turn_id = await self._store_turn(record, parent, images, shas, caption, billed, cost)
         extra = list(warnings) + [w for r in done for w in r.warnings]
         if errors:
             extra.append(f"{len(errors)} of {record.count} images failed: "
@@ -349,8 +350,8 @@ class ImageService:
         )
 
     async def _store_turn(
-        self, record: JobRecord, parent: Turn | None, shas: tuple[str, ...],
-        caption: str | None, billed: Usage, cost: int,
+        self, record: JobRecord, parent: Turn | None, images: tuple[ImageData, ...],
+        shas: tuple[str, ...], caption: str | None, billed: Usage, cost: int,
     ) -> int:
         return await self.conversations.add_turn(NewTurn(
             job_key=record.key, parent_id=parent.id if parent else None,
@@ -358,7 +359,8 @@ class ImageService:
             user_id=record.user_id, prompt=record.prompt, aspect_ratio=record.aspect_ratio,
             caption=caption, provider=self.provider.name, model=self.provider.model,
             image_shas=shas, usage=billed, cost_micro_usd=cost,
-        ), along=[self.ledger.settle_statement(record.key, billed)])
+        ), before=[self.blobs.row(sha, image) for sha, image in zip(shas, images, strict=True)],
+            after=[self.ledger.settle_statement(record.key, billed)])
 
     async def _fail(
         self, record: JobRecord, error: BaseException, billed: Usage, reporter: Reporter

@@ -27,6 +27,7 @@ from typing import TypeVar
 
 from bot.models import ImageData
 from bot.storage.db import Database
+from bot.storage.group_commit import Statement
 
 T = TypeVar("T")
 
@@ -50,12 +51,20 @@ class BlobStore:
 
     async def put(self, image: ImageData) -> str:
         """Store an image once; returns its sha256."""
-        digest = await _in_io_thread(_write_file, self, image)
-        await self.db.batched(
+        digest = await self.write_file(image)
+        await self.db.batched(*self.row(digest, image))
+        return digest
+
+    async def write_file(self, image: ImageData) -> str:
+        """The file half of `put`: the caller commits `row()` itself, after this returns."""
+        return await _in_io_thread(_write_file, self, image)
+
+    @staticmethod
+    def row(digest: str, image: ImageData) -> Statement:
+        return (
             "INSERT OR IGNORE INTO images (sha256, mime, size) VALUES (?, ?, ?)",
             (digest, image.mime, len(image.data)),
         )
-        return digest
 
     async def get(self, sha256: str) -> ImageData:
         row = await self.db.fetchone("SELECT mime FROM images WHERE sha256 = ?", (sha256,))

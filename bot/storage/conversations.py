@@ -65,9 +65,12 @@ class ConversationStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def add_turn(self, turn: NewTurn, *, along: Sequence[Statement] = ()) -> int:
-        """Store a turn and its images, and the `along` writes after them, as one unit of
-        the group commit: all of them or none.
+    async def add_turn(
+        self, turn: NewTurn, *, before: Sequence[Statement] = (),
+        after: Sequence[Statement] = (),
+    ) -> int:
+        """Store a turn and its images, with the `before` and `after` writes around them, as
+        one unit of the group commit: all of them or none.
 
         The turn takes the next id and its root (the parent's root, else itself) in the
         INSERT, so it needs no read before it nor UPDATE after it; its images find it by its
@@ -90,8 +93,8 @@ class ConversationStore:
                 f"INSERT INTO turn_images (turn_id, position, sha256) VALUES {values}",
                 [v for i, sha in enumerate(turn.image_shas) for v in (turn.job_key, i, sha)],
             ))
-        rows = await self.db.group.write_unit([*unit, *along])
-        return int(rows[0][0]["id"])
+        rows = await self.db.group.write_unit([*before, *unit, *after])
+        return int(rows[len(before)][0]["id"])
 
     async def set_message(self, turn_id: int, message_id: int, thread_id: int | None) -> None:
         """Record where the result was posted (the id members reply to)."""
