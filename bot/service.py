@@ -37,7 +37,7 @@ from bot.scheduler import Scheduler
 from bot.storage.blobs import BlobStore
 from bot.storage.conversations import ConversationStore, NewTurn, Turn
 from bot.storage.jobs import JobRecord, JobStore
-from bot.storage.ledger import Ledger
+from bot.storage.ledger import Balance, Ledger
 
 __all__ = ["CancelResult", "Delivery", "ImageService", "Outcome", "Reporter", "TurnSpec"]
 
@@ -131,10 +131,23 @@ class ImageService:
             reply_to_id=spec.reply_to_id, start_thread=spec.start_thread, lane=lane,
             reference_shas=shas, status_message_id=spec.status_message_id,
         )
-        if not await self.jobs.create(record):
+        # Queued and reserved in one unit: one trip to the database before the call.
+        estimate = self._estimate(record)
+        created, (reserved,) = await self.jobs.create(record, after=[
+            self.ledger.reserve_statement(
+                record.key, guild_id=record.guild_id or 0, user_id=record.user_id,
+                usage=estimate, provider=self.provider.name, model=self.provider.model,
+            ),
+        ])
+        if not created:
             log.info("job %s already exists; duplicate event ignored", spec.key)
             return None
-        if not await self._reserve(record, reporter):
+        try:
+            await self.ledger.reservation_from(
+                reserved, record.key, record.guild_id or 0, record.user_id, estimate.total
+            )
+        except QuotaExceeded as exc:
+            await self._refuse_over_quota(record, exc, reporter)
             return None
         return await self._execute(record, spec.references, reporter, spec.warnings)
 
@@ -153,21 +166,29 @@ class ImageService:
             self.scheduler.finish(owner)
 
     async def _reserve(self, record: JobRecord, reporter: Reporter) -> bool:
-        has_parent = record.parent_turn_id is not None or record.lane is not None
-        estimate = estimate_usage(
-            record.prompt, len(record.reference_shas) + int(has_parent),
-            images_requested=record.count,
-        )
         try:
             await self.ledger.reserve(
                 record.key, guild_id=record.guild_id or 0, user_id=record.user_id,
-                usage=estimate, provider=self.provider.name, model=self.provider.model,
+                usage=self._estimate(record), provider=self.provider.name,
+                model=self.provider.model,
             )
         except QuotaExceeded as exc:
-            await self.jobs.set_status(record.key, "failed", error=exc.user_message)
-            await reporter.refuse(exc.user_message)
+            await self._refuse_over_quota(record, exc, reporter)
             return False
         return True
+
+    def _estimate(self, record: JobRecord) -> Usage:
+        has_parent = record.parent_turn_id is not None or record.lane is not None
+        return estimate_usage(
+            record.prompt, len(record.reference_shas) + int(has_parent),
+            images_requested=record.count,
+        )
+
+    async def _refuse_over_quota(
+        self, record: JobRecord, exc: QuotaExceeded, reporter: Reporter
+    ) -> None:
+        await self.jobs.set_status(record.key, "failed", error=exc.user_message)
+        await reporter.refuse(exc.user_message)
 
     # -- cancelling and draining ------------------------------------------------------------
 
@@ -336,12 +357,13 @@ class ImageService:
         # charge without a result, nor a stored result left unsettled by this run (recovery
         # settles those of a crash).
         shas = tuple(await asyncio.gather(*(self.blobs.write_file(image) for image in images)))
-        turn_id = await self._store_turn(record, parent, images, shas, caption, billed, cost)
+        turn_id, balance = await self._store_turn(
+            record, parent, images, shas, caption, billed, cost
+        )
         extra = list(warnings) + [w for r in done for w in r.warnings]
         if errors:
             extra.append(f"{len(errors)} of {record.count} images failed: "
                          f"{user_message_for(errors[0])}")
-        balance = await self.ledger.balance(record.guild_id or 0, record.user_id)
         return Outcome(
             job_key=record.key, turn_id=turn_id, user_id=record.user_id, prompt=record.prompt,
             images=images, caption=caption, usage=billed, cost_micro_usd=cost,
@@ -352,15 +374,22 @@ class ImageService:
     async def _store_turn(
         self, record: JobRecord, parent: Turn | None, images: tuple[ImageData, ...],
         shas: tuple[str, ...], caption: str | None, billed: Usage, cost: int,
-    ) -> int:
-        return await self.conversations.add_turn(NewTurn(
+    ) -> tuple[int, Balance]:
+        """Store the turn with its image rows, charge for it, and read the member's balance
+        after the charge: one unit, one trip."""
+        balance_sql, balance_params = self.ledger.balance_statement(
+            record.guild_id or 0, record.user_id
+        )
+        turn_id, (_, balance_rows) = await self.conversations.add_turn(NewTurn(
             job_key=record.key, parent_id=parent.id if parent else None,
             guild_id=record.guild_id, channel_id=record.channel_id, thread_id=record.thread_id,
             user_id=record.user_id, prompt=record.prompt, aspect_ratio=record.aspect_ratio,
             caption=caption, provider=self.provider.name, model=self.provider.model,
             image_shas=shas, usage=billed, cost_micro_usd=cost,
         ), before=[self.blobs.row(sha, image) for sha, image in zip(shas, images, strict=True)],
-            after=[self.ledger.settle_statement(record.key, billed)])
+            after=[self.ledger.settle_statement(record.key, billed),
+                   (balance_sql, balance_params)])
+        return turn_id, self.ledger.balance_from(balance_rows[0], balance_params["period_start"])
 
     async def _fail(
         self, record: JobRecord, error: BaseException, billed: Usage, reporter: Reporter

@@ -449,7 +449,8 @@ async def left_over_job(harness: Harness, key: str, user: FakeUser, prompt: str,
         count=1, parent_turn_id=None, thread_id=None, reply_to_id=None, start_thread=False,
         lane=None,
     )
-    assert await service.jobs.create(record)
+    created, _ = await service.jobs.create(record)
+    assert created
     if reserve:
         await service.ledger.reserve(key, guild_id=fake.guild_id, user_id=user.id,
                                      usage=Usage(input_tokens=2000), provider="gemini",
@@ -464,7 +465,7 @@ async def test_a_restart_finishes_what_a_crash_left_half_done(gemini_bot: Harnes
     # Crashed after storing its result, before charging and posting it.
     await left_over_job(gemini_bot, "800001", fake.alice, "stored")
     await service.jobs.set_status("800001", "running")
-    turn_id = await service.conversations.add_turn(NewTurn(
+    turn_id, _ = await service.conversations.add_turn(NewTurn(
         job_key="800001", parent_id=None, guild_id=fake.guild_id, channel_id=fake.channel_id,
         thread_id=None, user_id=fake.alice.id, prompt="stored", aspect_ratio=None,
         caption=None, provider="gemini", model="m", usage=billed, cost_micro_usd=1,
@@ -473,7 +474,7 @@ async def test_a_restart_finishes_what_a_crash_left_half_done(gemini_bot: Harnes
     # Crashed after posting, before marking the row done.
     await left_over_job(gemini_bot, "800002", fake.bob, "posted")
     await service.jobs.set_status("800002", "running")
-    posted = await service.conversations.add_turn(NewTurn(
+    posted, _ = await service.conversations.add_turn(NewTurn(
         job_key="800002", parent_id=None, guild_id=fake.guild_id, channel_id=fake.channel_id,
         thread_id=None, user_id=fake.bob.id, prompt="posted", aspect_ratio=None, caption=None,
         provider="gemini", model="m", usage=billed, cost_micro_usd=1, image_shas=(),

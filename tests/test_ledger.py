@@ -397,3 +397,46 @@ async def test_negative_usage_is_refused(db: Database, clock: Clock) -> None:
     with pytest.raises(ValueError):
         await ledger.settle("k", Usage(thinking_tokens=-1))
     assert (await ledger.balance(GUILD, USER)).reserved == 5
+
+
+async def test_a_job_is_queued_and_reserved_in_one_unit_and_a_replay_reserves_nothing(
+    db: Database, clock: Clock
+) -> None:
+    from bot.storage.jobs import JobRecord, JobStore
+
+    ledger, jobs = make_ledger(db, clock, default_limit=1_000), JobStore(db)
+
+    def record(key: str) -> JobRecord:
+        return JobRecord(
+            key=key, kind="imagine", status="queued", guild_id=GUILD, channel_id=1,
+            user_id=USER, prompt="p", aspect_ratio=None, count=1, parent_turn_id=None,
+            thread_id=None, reply_to_id=None, start_thread=False, lane=None,
+        )
+
+    async def queue(key: str, tokens: int) -> tuple[bool, Reservation | None]:
+        statement = ledger.reserve_statement(
+            key, guild_id=GUILD, user_id=USER, usage=estimate(tokens), provider="p", model="m"
+        )
+        created, (rows,) = await jobs.create(record(key), after=[statement])
+        try:
+            return created, await ledger.reservation_from(rows, key, GUILD, USER, tokens)
+        except QuotaExceeded:
+            return created, None
+
+    created, held = await queue("a", 600)
+    assert created and held is not None and held.tokens == 600
+    # Over budget: the job row is queued, but nothing is held for it.
+    created, held = await queue("b", 600)
+    assert created and held is None
+    await jobs.set_status("b", "failed", error="over budget")
+    await ledger.release("a")  # room again
+    # A replay of the refused job: not new, and it must not hold tokens for a dead job.
+    created, _ = await queue("b", 600)
+    assert not created
+    assert [r.key for r in await ledger.open_reservations()] == []
+    # A replay of a job still queued finds its reservation and changes nothing.
+    created, held = await queue("c", 300)
+    assert created and held is not None
+    created, again = await queue("c", 300)
+    assert not created and again == held
+    assert [r.key for r in await ledger.open_reservations()] == ["c"]

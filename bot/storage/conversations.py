@@ -68,9 +68,10 @@ class ConversationStore:
     async def add_turn(
         self, turn: NewTurn, *, before: Sequence[Statement] = (),
         after: Sequence[Statement] = (),
-    ) -> int:
-        """Store a turn and its images, with the `before` and `after` writes around them, as
-        one unit of the group commit: all of them or none.
+    ) -> tuple[int, list[list[aiosqlite.Row]]]:
+        """Store a turn and its images, with the `before` and `after` statements around them,
+        as one unit of the group commit: all of them or none. Returns the turn's id and the
+        rows of each `after` statement.
 
         The turn takes the next id and its root (the parent's root, else itself) in the
         INSERT, so it needs no read before it nor UPDATE after it; its images find it by its
@@ -94,7 +95,7 @@ class ConversationStore:
                 [v for i, sha in enumerate(turn.image_shas) for v in (turn.job_key, i, sha)],
             ))
         rows = await self.db.group.write_unit([*before, *unit, *after])
-        return int(rows[len(before)][0]["id"])
+        return int(rows[len(before)][0]["id"]), rows[len(before) + len(unit):]
 
     async def set_message(self, turn_id: int, message_id: int, thread_id: int | None) -> None:
         """Record where the result was posted (the id members reply to)."""

@@ -9,6 +9,7 @@ from typing import Literal
 import aiosqlite
 
 from bot.storage.db import Database
+from bot.storage.group_commit import Statement
 
 JobStatus = Literal["queued", "running", "done", "failed", "cancelled", "interrupted"]
 ACTIVE: tuple[JobStatus, ...] = ("queued", "running")
@@ -59,28 +60,28 @@ class JobStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def create(self, job: JobRecord) -> bool:
-        """Insert a queued job; False when the key exists already (a duplicated event).
-
-        Without references this is one statement through the shared group commit; with
-        them, the job and all its reference rows are one transaction of two statements.
+    async def create(
+        self, job: JobRecord, *, after: Sequence[Statement] = ()
+    ) -> tuple[bool, list[list[aiosqlite.Row]]]:
+        """Queue a job, with its reference rows and the `after` writes, as one unit of the
+        group commit. Returns whether the job is new (False: the key exists already, a
+        duplicated event) and the rows of each `after` statement.
         """
         row = (
             job.key, job.kind, job.guild_id, job.channel_id, job.user_id, job.prompt,
             job.aspect_ratio, job.count, job.parent_turn_id, job.thread_id,
             job.reply_to_id, int(job.start_thread), job.lane, job.status_message_id,
         )
-        if not job.reference_shas:
-            return bool(await self.db.batched(_INSERT_JOB, row))
-        async with self.db.transaction() as conn:
-            if not list(await conn.execute_fetchall(_INSERT_JOB, row)):
-                return False
+        unit: list[Statement] = [(_INSERT_JOB, row)]
+        if job.reference_shas:
             values = ", ".join("(?, ?, ?)" for _ in job.reference_shas)
-            params = [v for i, sha in enumerate(job.reference_shas) for v in (job.key, i, sha)]
-            await conn.execute(
-                f"INSERT INTO job_references (job_key, position, sha256) VALUES {values}", params
-            )
-        return True
+            unit.append((
+                # OR IGNORE: a duplicated event's rows are already there.
+                f"INSERT OR IGNORE INTO job_references (job_key, position, sha256) VALUES {values}",
+                [v for i, sha in enumerate(job.reference_shas) for v in (job.key, i, sha)],
+            ))
+        rows = await self.db.group.write_unit([*unit, *after])
+        return bool(rows[0]), rows[len(unit):]
 
     async def exists(self, key: str) -> bool:
         row = await self.db.fetchone("SELECT 1 FROM jobs WHERE key = ?", (key,))

@@ -138,12 +138,18 @@ SELECT :key, :guild_id, :user_id, :period_start, :tokens, :provider, :model, :no
 FROM (SELECT {_LIMIT} AS limit_tokens) AS l
 LEFT JOIN quota_balances AS b
     ON b.guild_id = :guild_id AND b.user_id = :user_id AND b.period_start = :period_start
-WHERE l.limit_tokens = 0
+WHERE (l.limit_tokens = 0
     OR IFNULL(b.spent, 0) + IFNULL(b.reserved, 0) + :tokens
-        <= l.limit_tokens + IFNULL(b.granted, 0)
+        <= l.limit_tokens + IFNULL(b.granted, 0))
+    {{only_if}}
 ON CONFLICT (key) DO NOTHING
 RETURNING {_columns(Reservation)}
 """
+# For a job queued in the same unit (JobStore.create): nothing once it is not queued.
+_RESERVE_FOR_QUEUED_JOB = _RESERVE.format(
+    only_if="AND EXISTS (SELECT 1 FROM jobs WHERE key = :key AND status = 'queued')"
+)
+_RESERVE = _RESERVE.format(only_if="")
 
 _CLOSE = f"""
 INSERT INTO ledger_entries
@@ -226,14 +232,25 @@ class Ledger:
 
         The same key again returns the reservation it already has, whatever its state.
         """
-        tokens = _checked(usage).total
-        now = self._now()
-        params = {
-            "key": key, "guild_id": guild_id, "user_id": user_id, "tokens": tokens,
-            "period_start": period_start(now), "provider": provider, "model": model,
-            "now": now, "default_limit": self._default_limit,
-        }
+        params = self._reserve_params(key, guild_id, user_id, usage, provider, model)
         rows = await self._writes.write(_RESERVE, params)
+        return await self.reservation_from(rows, key, guild_id, user_id, params["tokens"])
+
+    def reserve_statement(
+        self, key: str, *, guild_id: int, user_id: int, usage: Usage, provider: str, model: str
+    ) -> Statement:
+        """`reserve` as a statement for a unit of the group commit, after the statement that
+        queues the job `key`. It reserves only while that job is queued, so a duplicated
+        event for a job that already ended (or was refused) holds nothing. Read its rows
+        with `reservation_from`."""
+        params = self._reserve_params(key, guild_id, user_id, usage, provider, model)
+        return _RESERVE_FOR_QUEUED_JOB, params
+
+    async def reservation_from(
+        self, rows: list[aiosqlite.Row], key: str, guild_id: int, user_id: int, tokens: int
+    ) -> Reservation:
+        """What `reserve` answers, from the rows of its statement: the new reservation, the
+        one `key` already had, or QuotaExceeded."""
         if rows:
             return _reservation(rows[0])
         existing = await self._reservation(key)
@@ -241,6 +258,17 @@ class Ledger:
             return existing
         balance = await self.balance(guild_id, user_id)
         raise QuotaExceeded(tokens, balance.remaining or 0, balance.resets_at)
+
+    def _reserve_params(
+        self, key: str, guild_id: int, user_id: int, usage: Usage, provider: str, model: str
+    ) -> dict[str, Any]:
+        now = self._now()
+        return {
+            "key": key, "guild_id": guild_id, "user_id": user_id,
+            "tokens": _checked(usage).total, "period_start": period_start(now),
+            "provider": provider, "model": model, "now": now,
+            "default_limit": self._default_limit,
+        }
 
     async def settle(self, key: str, usage: Usage) -> LedgerEntry:
         """Charge `usage` in full (even beyond the reservation) and release the rest.
@@ -283,13 +311,21 @@ class Ledger:
         }
 
     async def balance(self, guild_id: int, user_id: int) -> Balance:
-        start = period_start(self._now())
-        params = {
-            "guild_id": guild_id, "user_id": user_id, "period_start": start,
-            "default_limit": self._default_limit,
-        }
-        row = await self._db.fetchone(_BALANCE, params)
+        sql, params = self.balance_statement(guild_id, user_id)
+        row = await self._db.fetchone(sql, params)
         assert row is not None  # a LEFT JOIN from a one-row table always gives one row
+        return self.balance_from(row, params["period_start"])
+
+    def balance_statement(self, guild_id: int, user_id: int) -> tuple[str, dict[str, Any]]:
+        """The balance read as a statement; it can close a unit of the group commit, to
+        read the balance that unit left in the same trip. Read its row with `balance_from`."""
+        return _BALANCE, {
+            "guild_id": guild_id, "user_id": user_id,
+            "period_start": period_start(self._now()), "default_limit": self._default_limit,
+        }
+
+    @staticmethod
+    def balance_from(row: aiosqlite.Row, start: int) -> Balance:
         spent, reserved, granted = row["spent"], row["reserved"], row["granted"]
         limit = row["limit_tokens"] or None
         remaining = None if limit is None else max(0, limit + granted - spent - reserved)
