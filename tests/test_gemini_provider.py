@@ -678,3 +678,39 @@ async def test_fake_can_demand_thought_signatures(
     assert answer["error"]["message"] == (
         "Image part is missing a thought_signature in content position 2, part position 1."
     )
+
+
+async def test_answers_landing_together_are_read_and_decoded_a_few_at_a_time(
+    fake: FakeGemini, session: aiohttp.ClientSession
+) -> None:
+    import asyncio
+    from collections.abc import Mapping
+
+    from bot.providers import gemini as gemini_module
+    from bot.providers.http import exchange
+
+    provider = provider_for(session, fake)
+    fake.latency = 0.05  # all twelve answers come back at about the same moment
+    reading = peak = 0
+
+    async def handle(status: int, body: bytes, headers: Mapping[str, str]) -> int:
+        nonlocal reading, peak
+        reading += 1
+        peak = max(peak, reading)
+        await asyncio.sleep(0.02)  # as the codec worker would take its time
+        reading -= 1
+        return status
+
+    url = f"{fake.base_url}/v1beta/models/{provider.model}:generateContent"
+    body = json.dumps({"contents": [{"role": "user", "parts": [{"text": PROMPT}]}]}).encode()
+    statuses = await asyncio.gather(*(
+        exchange(session, "POST", url, handle, provider="gemini", timeouts=Timeouts(),
+                 data=body, gate=provider._bodies,
+                 headers={"x-goog-api-key": KEY, "Content-Type": "application/json"})
+        for _ in range(12)
+    ))
+    assert statuses == [200] * 12
+    assert peak == gemini_module.BODIES_AT_ONCE  # never more bodies held than the gate
+    # And a turn through the gate still returns its image.
+    result = await provider.run_turn(TurnRequest(prompt=PROMPT))
+    assert result.images and result.images[0].mime == "image/png"

@@ -14,7 +14,7 @@ import email.utils
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -175,27 +175,15 @@ async def exchange(
     in memory while the single codec worker decodes them one by one.
     """
     where = f"{method} {scrub(url)}"
-    try:
+    with _network_errors(where, provider):
         response = await session.request(
             method, url, headers=headers, data=data, params=params,
             timeout=timeouts.client_timeout(),
         )
-    except TimeoutError as exc:
-        raise ProviderTimeout(f"{where} timed out", provider=provider) from exc
-    except aiohttp.ClientError as exc:
-        raise ProviderUnavailable(
-            0, f"{where} failed: {type(exc).__name__}", provider=provider
-        ) from exc
     try:
         async with gate if gate is not None else _NO_GATE:
-            try:
+            with _network_errors(where, provider):
                 body = await response.read()
-            except TimeoutError as exc:
-                raise ProviderTimeout(f"{where} timed out", provider=provider) from exc
-            except aiohttp.ClientError as exc:
-                raise ProviderUnavailable(
-                    0, f"{where} failed: {type(exc).__name__}", provider=provider
-                ) from exc
             response.release()
             return await handle(response.status, body, response.headers)
     finally:
@@ -203,6 +191,19 @@ async def exchange(
 
 
 _NO_GATE = contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _network_errors(where: str, provider: str) -> Iterator[None]:
+    """Timeouts and connection failures as ProviderTimeout / ProviderUnavailable."""
+    try:
+        yield
+    except TimeoutError as exc:
+        raise ProviderTimeout(f"{where} timed out", provider=provider) from exc
+    except aiohttp.ClientError as exc:
+        raise ProviderUnavailable(
+            0, f"{where} failed: {type(exc).__name__}", provider=provider
+        ) from exc
 
 
 async def download(
@@ -218,7 +219,7 @@ async def download(
     The declared Content-Length is not trusted; the body is streamed and cut off.
     Returns the bytes and the declared content type.
     """
-    try:
+    with _network_errors(f"download {scrub(url)}", provider):
         async with session.get(url, timeout=timeouts.client_timeout()) as resp:
             if resp.status != 200:
                 body = (await resp.content.read(2048)).decode("utf-8", "replace")
@@ -234,9 +235,3 @@ async def download(
                     )
                 chunks.append(chunk)
             return b"".join(chunks), resp.headers.get("Content-Type")
-    except TimeoutError as exc:
-        raise ProviderTimeout(f"download {scrub(url)} timed out", provider=provider) from exc
-    except aiohttp.ClientError as exc:
-        raise ProviderUnavailable(
-            0, f"download {scrub(url)} failed: {type(exc).__name__}", provider=provider
-        ) from exc
