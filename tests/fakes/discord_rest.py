@@ -55,26 +55,30 @@ def split_multipart(
 ) -> list[tuple[str, str | None, str, bytes]]:
     """The parts of a multipart/form-data body: name, filename, content type, bytes.
 
-    A plain split on the delimiter: aiohttp's part reader scans for it in Python, which
-    made the fake the busiest process in the load benchmark.
+    Found with bytes.find and cut once each: aiohttp's part reader scans for the boundary
+    in Python and parses headers with the email package, which made the fake the busiest
+    process in the load benchmark.
     """
-    delimiter = b"--" + boundary.encode()
+    delimiter = b"\r\n--" + boundary.encode()
     parts: list[tuple[str, str | None, str, bytes]] = []
-    for chunk in body.split(b"\r\n" + delimiter)[:-1] if body.startswith(delimiter) else []:
-        if chunk.startswith(delimiter):
-            chunk = chunk[len(delimiter):]
-        head, separator, data = chunk.partition(b"\r\n\r\n")
-        if not separator:
+    if not body.startswith(delimiter[2:]):
+        return parts
+    position = len(delimiter) - 2
+    while not body.startswith(b"--", position):
+        head_end = body.find(b"\r\n\r\n", position)
+        end = body.find(delimiter, head_end + 4) if head_end != -1 else -1
+        if end == -1:
             raise ApiError(400, 50035, "malformed multipart part")
         name, filename, ctype = "", None, "application/octet-stream"
-        for line in head.decode("utf-8", "replace").split("\r\n"):
+        for line in body[position:head_end].decode("utf-8", "replace").split("\r\n"):
             key, _, value = line.partition(":")
             if key.strip().lower() == "content-disposition":
                 params = dict(_DISPOSITION_PARAM.findall(value))
                 name, filename = params.get("name", ""), params.get("filename")
             elif key.strip().lower() == "content-type":
                 ctype = value.strip()
-        parts.append((name, filename, ctype, data))
+        parts.append((name, filename, ctype, body[head_end + 4:end]))
+        position = end + len(delimiter)
     return parts
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -197,8 +201,9 @@ class RestApi:
         if not request.can_read_body:
             return 0
         raw = await request.read()
-        if request.content_type.startswith("multipart/"):
-            boundary = _boundary_of(request.headers.get(hdrs.CONTENT_TYPE, ""))
+        content_type = request.headers.get(hdrs.CONTENT_TYPE, "")  # aiohttp's parser is slow
+        if content_type.startswith("multipart/"):
+            boundary = _boundary_of(content_type)
             size = 0
             for name, filename, ctype, data in split_multipart(raw, boundary):
                 size += len(data)
