@@ -28,6 +28,7 @@ import aiosqlite
 log = logging.getLogger(__name__)
 
 Params = Sequence[Any] | Mapping[str, Any]
+Statement = tuple[str, Params]
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
@@ -126,7 +127,7 @@ class Database:
         return await self.group.write(sql, params)
 
     async def write_batch(
-        self, units: Sequence[Sequence[tuple[str, Params]]]
+        self, units: Sequence[Sequence[Statement]]
     ) -> list[list[list[aiosqlite.Row]] | sqlite3.IntegrityError]:
         """Units of write statements in one transaction, in order: for each unit, every
         statement's RETURNING rows, or the IntegrityError that undid that unit alone.
@@ -159,7 +160,7 @@ class Database:
 
 
 def _run_batch(
-    conn: aiosqlite.Connection, units: Sequence[Sequence[tuple[str, Params]]]
+    conn: aiosqlite.Connection, units: Sequence[Sequence[Statement]]
 ) -> list[list[list[aiosqlite.Row]] | sqlite3.IntegrityError]:
     """On aiosqlite's thread: BEGIN IMMEDIATE, each unit, COMMIT (see write_batch)."""
     raw = conn._conn  # the sqlite3 connection, used on its own thread
@@ -177,7 +178,7 @@ def _run_batch(
 
 
 def _run_unit(
-    raw: sqlite3.Connection, unit: Sequence[tuple[str, Params]]
+    raw: sqlite3.Connection, unit: Sequence[Statement]
 ) -> list[list[aiosqlite.Row]] | sqlite3.IntegrityError:
     if len(unit) == 1:
         try:

@@ -17,19 +17,19 @@ durable. A caller cancelled while waiting does not stop its statement.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import aiosqlite
+
+# Database imports this module when it is built, so this one only needs the aliases.
+from bot.storage.db import Params, Statement
 
 if TYPE_CHECKING:
     from bot.storage.db import Database
 
-Params = Sequence[Any] | Mapping[str, Any]
-
-
-Statement = tuple[str, Params]
+__all__ = ["GroupCommit", "Params", "Statement"]
 
 
 @dataclass(frozen=True, slots=True)
