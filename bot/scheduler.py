@@ -148,9 +148,9 @@ class Scheduler:
         """Tell each waiter its place in line (1 = next), only when it changed.
 
         Waiters are walked in the order `_grant` would serve them: the head of every queue
-        in ring order, then the second of every queue, and so on. One pass, because this
-        runs on every grant: counting, for each waiter, the waiters ahead of it in every
-        other queue took most of the event loop's time with 700 calls waiting (bench/load.py).
+        in ring order, then the second of every queue, and so on. One pass: counting, for
+        each waiter, the waiters ahead of it in every other queue took most of the event
+        loop's time with 700 calls waiting (bench/load.py).
         """
         self._positions_due = None
         cursors = [iter(queue) for queue in self._queues.values()]
