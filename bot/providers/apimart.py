@@ -31,15 +31,14 @@ from urllib.parse import quote
 from bot.codec import encode_json
 from bot.errors import ProviderBadResponse
 from bot.models import TurnRequest
-from bot.providers.polling import PollSchedule, TaskSnapshot, TaskState
+from bot.providers.polling import PollSchedule, TaskSnapshot
 from bot.providers.taskapi import (
     TaskApiProvider,
-    as_cost,
     business_error,
     data_uri,
     message_in,
+    snapshot,
     task_capabilities,
-    task_state,
     urls_in,
 )
 
@@ -58,18 +57,12 @@ def parse_task(item: Any) -> TaskSnapshot:
     if status is None:
         # As APIMart's own client reads it: a synchronous result is complete, a task pending.
         status = "completed" if item.get("object") == "generation.result" else "pending"
-    state = task_state(status, provider=NAME)
-    task_id = item.get("task_id") or item.get("id") or ""
-    if state is TaskState.PENDING and not task_id:
-        raise ProviderBadResponse(f"{status} task without an id", provider=NAME)
     result = item.get("result")
-    return TaskSnapshot(
-        task_id=str(task_id),
-        state=state,
-        status=str(status),
+    return snapshot(
+        item, status, item.get("task_id") or item.get("id"), provider=NAME,
+        missing_id="task without an id",
         urls=urls_in(result.get("images")) if isinstance(result, Mapping) else (),
-        message=message_in(item) if state is not TaskState.SUCCEEDED else "",
-        cost_usd=as_cost(item.get("cost")),
+        cost=item.get("cost"),
     )
 
 

@@ -28,12 +28,11 @@ from urllib.parse import quote
 from bot.codec import encode_json
 from bot.errors import ProviderBadResponse
 from bot.models import TurnRequest
-from bot.providers.polling import PollSchedule, TaskSnapshot, TaskState
+from bot.providers.polling import PollSchedule, TaskSnapshot
 from bot.providers.taskapi import (
     TaskApiProvider,
-    message_in,
+    snapshot,
     task_capabilities,
-    task_state,
     urls_in,
 )
 
@@ -47,19 +46,11 @@ def parse_request(doc: Any) -> TaskSnapshot:
     """A GMI request object (the POST answer or a GET /requests/{id}) as a TaskSnapshot."""
     if not isinstance(doc, Mapping):
         raise ProviderBadResponse("request answer is not an object", provider=NAME)
-    status = doc.get("status")
-    state = task_state(status, provider=NAME)
-    task_id = doc.get("request_id") or doc.get("id") or ""
-    if state is TaskState.PENDING and not task_id:
-        raise ProviderBadResponse(f"{status} request without a request_id", provider=NAME)
     outcome = doc.get("outcome")
     media = outcome.get("media_urls") if isinstance(outcome, Mapping) else None
-    return TaskSnapshot(
-        task_id=str(task_id),
-        state=state,
-        status=str(status),
-        urls=urls_in(media),
-        message=message_in(doc) if state is not TaskState.SUCCEEDED else "",
+    return snapshot(
+        doc, doc.get("status"), doc.get("request_id") or doc.get("id"), provider=NAME,
+        missing_id="request without a request_id", urls=urls_in(media),
     )
 
 

@@ -28,15 +28,14 @@ from typing import Any
 from bot.codec import encode_json
 from bot.errors import ProviderBadResponse
 from bot.models import TurnRequest
-from bot.providers.polling import PollSchedule, TaskSnapshot, TaskState
+from bot.providers.polling import PollSchedule, TaskSnapshot
 from bot.providers.taskapi import (
     TaskApiProvider,
-    as_cost,
     business_error,
     data_uri,
     message_in,
+    snapshot,
     task_capabilities,
-    task_state,
     urls_in,
 )
 
@@ -51,18 +50,11 @@ def parse_task(doc: Any) -> TaskSnapshot:
     data = doc.get("data") if isinstance(doc, Mapping) else None
     if not isinstance(data, Mapping):
         raise ProviderBadResponse("answer has no data object", provider=NAME)
-    status = data.get("status")
-    state = task_state(status, provider=NAME)
-    task_id = data.get("task_id") or ""
-    if state is TaskState.PENDING and not task_id:
-        raise ProviderBadResponse(f"{status} task without a task_id", provider=NAME)
-    return TaskSnapshot(
-        task_id=str(task_id),
-        state=state,
-        status=str(status),
+    return snapshot(
+        data, data.get("status"), data.get("task_id"), provider=NAME,
+        missing_id="task without a task_id",
         urls=urls_in(data.get("output_images")) or urls_in(data.get("file_url")),
-        message=message_in(data) if state is not TaskState.SUCCEEDED else "",
-        cost_usd=as_cost(data.get("price")),
+        cost=data.get("price"),
     )
 
 

@@ -120,6 +120,26 @@ def task_state(status: Any, *, provider: str) -> TaskState:
     return state
 
 
+def snapshot(
+    doc: Mapping[str, Any], status: Any, task_id: Any, *, provider: str, missing_id: str,
+    urls: tuple[str, ...] = (), cost: Any = None,
+) -> TaskSnapshot:
+    """A TaskSnapshot from a route's task fields: the status must be known, a pending task
+    must have an id (else ProviderBadResponse "<status> <missing_id>"), and a task that did
+    not succeed carries its message from `doc`."""
+    state = task_state(status, provider=provider)
+    if state is TaskState.PENDING and not task_id:
+        raise ProviderBadResponse(f"{status} {missing_id}", provider=provider)
+    return TaskSnapshot(
+        task_id=str(task_id or ""),
+        state=state,
+        status=str(status),
+        urls=urls,
+        message=message_in(doc) if state is not TaskState.SUCCEEDED else "",
+        cost_usd=as_cost(cost),
+    )
+
+
 def business_error(code: int, message: str, *, provider: str) -> ProviderHTTPError:
     """An error reported inside a 2xx answer. Only auth and rate limits keep their meaning:
     anything else (LinkModel's "500 insufficient balance") will not pass on a retry."""
