@@ -184,7 +184,7 @@ async def exchange(
         async with gate if gate is not None else _NO_GATE:
             with _network_errors(where, provider):
                 body = await response.read()
-            response.release()
+            response.release()  # the connection goes back to the pool before the decode
             return await handle(response.status, body, response.headers)
     finally:
         response.release()
