@@ -141,12 +141,35 @@ class BenchGemini(FakeGemini):
         super().__init__(image=image)
         prompt = {"TEXT": 12, "IMAGE": 0}
         self._body = json.dumps(self._success(prompt, [self._image_part()])).encode()
+        # Job number (the "study N" in its prompt) -> (request read, answer written).
+        self.calls: dict[int, tuple[float, float]] = {}
 
     async def _generate(self, request: web.Request) -> web.StreamResponse:
-        await request.read()
+        body = await request.read()
+        arrived = time.monotonic()
         if self.latency:
             await asyncio.sleep(self.latency)
         if request.headers.get("x-goog-api-key") != self.api_key:
             return web.json_response({"error": {"code": 403, "status": "PERMISSION_DENIED"}},
                                      status=403)
-        return web.Response(body=self._body, content_type="application/json")
+        response = web.Response(body=self._body, content_type="application/json")
+        await response.prepare(request)
+        await response.write_eof()
+        number = _study_number(body)
+        if number is not None:
+            self.calls[number] = (arrived, time.monotonic())
+        return response
+
+
+def _study_number(body: bytes) -> int | None:
+    """The N of "study N" in a bench prompt, found without parsing the JSON."""
+    at = body.find(b"study ")
+    if at < 0:
+        return None
+    end = at + 6
+    while end < len(body) and body[end : end + 1] in b"-0123456789":
+        end += 1
+    try:
+        return int(body[at + 6 : end])
+    except ValueError:
+        return None

@@ -104,6 +104,7 @@ class Run:
     members: list[FakeUser]
     timeout: float
     ids: list[int] = field(default_factory=list)
+    numbers: dict[int, int] = field(default_factory=dict)  # interaction id -> job number
     in_flight: int = 0
     peak_in_flight: int = 0
 
@@ -114,6 +115,7 @@ class Run:
             prompt = f"a lighthouse on a cliff at dusk, study {number}"
             interaction = await self.fake.slash("imagine", {"prompt": prompt}, user=user)
             self.ids.append(interaction.id)
+            self.numbers[interaction.id] = number
             await self.fake.result(interaction.id, self.timeout)
         finally:
             self.in_flight -= 1
@@ -237,6 +239,30 @@ def summarise(
         "figures": {f.name: f.value for f in figures},
     }
     return figures, facts
+
+
+def phases(run: Run, calls: dict[int, tuple[float, float]]) -> dict[str, list[float]]:
+    """Each completed job's overhead split at the upstream call, in ms: dispatched -> the
+    call read by the fake upstream, and the answer written -> the result at fake Discord."""
+    before: list[float] = []
+    after: list[float] = []
+    for iid in run.ids:
+        job = run.fake.finished.get(iid)
+        call = calls.get(run.numbers.get(iid, -1))
+        if job is None or job.error is not None or call is None:
+            continue
+        before.append((call[0] - job.created) * 1000)
+        after.append((job.done - call[1]) * 1000)
+    return {"dispatched -> upstream call": before, "upstream answer -> result posted": after}
+
+
+def print_phases(split: dict[str, list[float]]) -> None:
+    print()
+    print(f"| {'overhead outside U, per job':<44} |  p50 ms |  p90 ms |  p99 ms |  max ms |")
+    print(f"|{'-' * 46}|---------|---------|---------|---------|")
+    for label, ms in split.items():
+        print(f"| {label:<44} | {percentile(ms, 50):>7.1f} | {percentile(ms, 90):>7.1f} "
+              f"| {percentile(ms, 99):>7.1f} | {max(ms, default=math.nan):>7.1f} |")
 
 
 def print_trace(trace: dict[str, list[float]]) -> None:
@@ -425,6 +451,7 @@ async def main_async(args: argparse.Namespace) -> int:
             await fake.close()
     figures, facts = summarise(args, run, measured, len(image), wall)
     print_report(args, figures, facts)
+    print_phases(phases(run, gemini.calls))
     if args.trace:
         print_trace(measured["trace_s"])
     if args.slow_callback:

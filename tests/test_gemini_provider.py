@@ -389,6 +389,31 @@ def test_parse_rejects_what_is_not_a_response(raw: bytes) -> None:
         parse_response(raw)
 
 
+def _with_data(data_json: str) -> bytes:
+    return ('{"candidates": [{"content": {"parts": [{"inlineData": {"mimeType": "image/png", '
+            f'"data": {data_json}}}}}]}}, "finishReason": "STOP"}}]}}').encode()
+
+
+def test_parse_undoes_json_escapes_in_the_base64_text() -> None:
+    # A relay may write "/" as "\/" and "=" as "\u003d" (Gson does); the bytes are the same.
+    payload = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40 + b"\xff\xfe"
+    text = base64.b64encode(payload).decode()
+    assert "/" in text and text.endswith("=")
+    escaped = json.dumps(text).replace("/", "\\/").replace("=", "\\u003d")
+    assert parse_response(_with_data(escaped)).images == (ImageData(payload, "image/png"),)
+
+
+@pytest.mark.parametrize("data_json", ["null", '""'])
+def test_parse_treats_empty_image_data_as_no_image(data_json: str) -> None:
+    assert parse_response(_with_data(data_json)).images == ()
+
+
+@pytest.mark.parametrize("data_json", ['"not base64 at all!"', "12", '{"a": 1}', '"QUJD\\n"'])
+def test_parse_rejects_image_data_that_is_not_base64_text(data_json: str) -> None:
+    with pytest.raises(ProviderBadResponse, match="inlineData.data"):
+        parse_response(_with_data(data_json))
+
+
 # --- HTTP errors and retries
 
 
