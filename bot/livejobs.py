@@ -101,6 +101,8 @@ class CallProgress:
 
     def __init__(self, report: Callable[[int], None]) -> None:
         self.started = False
+        # The write that marks the job's row `running`, made while its first call goes out.
+        self.marking: asyncio.Task[object] | None = None
         self._report = report
         self._positions: dict[int, int] = {}
 

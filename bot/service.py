@@ -99,9 +99,6 @@ class ImageService:
             raise TooManyJobs(self.scheduler.max_jobs_per_user)
 
     async def _run_new(self, spec: TurnSpec, reporter: Reporter) -> Outcome | None:
-        if await self.jobs.exists(spec.key):
-            log.info("job %s already exists; duplicate event ignored", spec.key)
-            return None
         owner = (spec.guild_id, spec.user_id)
         try:
             self.check(spec)
@@ -109,7 +106,12 @@ class ImageService:
                 raise InvalidRequest(RESTARTING)
             self.scheduler.admit(owner)
         except UserError as exc:
-            await reporter.refuse(exc.user_message)
+            # A replayed event is ignored, never refused. A new one learns that from
+            # `jobs.create`, in the trip that queues it: no read ahead of every turn.
+            if await self.jobs.exists(spec.key):
+                log.info("job %s already exists; duplicate event ignored", spec.key)
+            else:
+                await reporter.refuse(exc.user_message)
             return None
         try:
             return await self._admitted(spec, reporter)
@@ -306,7 +308,10 @@ class ImageService:
             self._call(record, request, reporter, progress, index)
             for index in range(record.count)
         ]
-        return list(await asyncio.gather(*calls, return_exceptions=True))
+        results = list(await asyncio.gather(*calls, return_exceptions=True))
+        if progress.marking is not None:
+            await progress.marking  # long done: written while the call went out
+        return results
 
     async def _call(
         self, record: JobRecord, request: TurnRequest, reporter: Reporter, progress: CallProgress,
@@ -327,7 +332,13 @@ class ImageService:
         # No await before these lines: from here on the job cannot be cancelled.
         progress.started = True
         self.live.begin(record.key)
-        await self.jobs.set_status(record.key, "running", only_from=("queued",))
+        # The row turns `running` while the call goes out, not before it: a database trip
+        # less ahead of every call. A crash in between leaves the row `queued` with the
+        # call sent; the next start runs it again, and the member is still charged once
+        # (the ledger settles by job key), at the cost of a second upstream call.
+        progress.marking = asyncio.ensure_future(
+            self.jobs.set_status(record.key, "running", only_from=("queued",))
+        )
         await reporter.started()
 
     async def _settle(

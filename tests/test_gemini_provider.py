@@ -410,7 +410,7 @@ def test_parse_treats_empty_image_data_as_no_image(data_json: str) -> None:
 
 @pytest.mark.parametrize("data_json", ['"not base64 at all!"', "12", '{"a": 1}', '"QUJD\\n"'])
 def test_parse_rejects_image_data_that_is_not_base64_text(data_json: str) -> None:
-    with pytest.raises(ProviderBadResponse, match="inlineData.data"):
+    with pytest.raises(ProviderBadResponse, match=r"inlineData\.data"):
         parse_response(_with_data(data_json))
 
 

@@ -165,6 +165,24 @@ async def test_the_same_key_twice_makes_one_job(gemini_bot: Harness) -> None:
     assert (await service.jobs.get("900001")).status == "done"
 
 
+async def test_a_replay_is_ignored_even_when_it_would_be_refused(gemini_bot: Harness) -> None:
+    fake, gemini, service = gemini_bot.discord, gemini_bot.upstream, gemini_bot.service
+    assert await service.run(spec_for(fake, "900002", "one owl"), RecordingReporter())
+    owner = (fake.guild_id, fake.alice.id)
+    for _ in range(service.scheduler.max_jobs_per_user):  # the member is at the job limit
+        service.scheduler.admit(owner)
+    try:
+        replay, fresh = RecordingReporter(), RecordingReporter()
+        assert await service.run(spec_for(fake, "900002", "one owl"), replay) is None
+        assert await service.run(spec_for(fake, "900003", "one owl"), fresh) is None
+    finally:
+        for _ in range(service.scheduler.max_jobs_per_user):
+            service.scheduler.finish(owner)
+    assert replay.events == []  # the replay of a finished job: not a word
+    assert [e.split(":")[0] for e in fresh.events] == ["refused"]  # a new job over the limit
+    assert len(gemini.requests) == 1
+
+
 async def test_a_duplicated_message_event_is_ignored(gemini_bot: Harness) -> None:
     fake, gemini = gemini_bot.discord, gemini_bot.upstream
     gemini.latency = 0.3
