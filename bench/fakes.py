@@ -19,6 +19,7 @@ from aiohttp import web
 from PIL import Image, ImageChops
 
 from tests.fakes.discord_models import FakeMessage
+from tests.fakes.discord_rest import REQUEST_ARRIVED
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.gemini import FakeGemini
 
@@ -67,6 +68,7 @@ class JobTimes:
     acknowledged: float | None
     done: float
     error: str | None = None
+    sending: float | None = None  # the request that carried the result arrived (headers)
 
 
 class BenchDiscord(FakeDiscord):
@@ -101,7 +103,8 @@ class BenchDiscord(FakeDiscord):
             error = msg.content
         interaction = self.interactions[iid]
         self.finished[iid] = JobTimes(
-            interaction.created_at, interaction.acknowledged_at, time.monotonic(), error
+            interaction.created_at, interaction.acknowledged_at, time.monotonic(), error,
+            REQUEST_ARRIVED.get(None),
         )
         waiter = self._waiters.pop(iid, None)
         if waiter is not None and not waiter.done():

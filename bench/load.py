@@ -243,9 +243,12 @@ def summarise(
 
 def phases(run: Run, calls: dict[int, tuple[float, float]]) -> dict[str, list[float]]:
     """Each completed job's overhead split at the upstream call, in ms: dispatched -> the
-    call read by the fake upstream, and the answer written -> the result at fake Discord."""
+    call read by the fake upstream, and the answer written -> the result at fake Discord;
+    the second split again where the request carrying the result reached fake Discord."""
     before: list[float] = []
     after: list[float] = []
+    bot: list[float] = []
+    upload: list[float] = []
     for iid in run.ids:
         job = run.fake.finished.get(iid)
         call = calls.get(run.numbers.get(iid, -1))
@@ -253,7 +256,12 @@ def phases(run: Run, calls: dict[int, tuple[float, float]]) -> dict[str, list[fl
             continue
         before.append((call[0] - job.created) * 1000)
         after.append((job.done - call[1]) * 1000)
-    return {"dispatched -> upstream call": before, "upstream answer -> result posted": after}
+        if job.sending is not None:
+            bot.append((job.sending - call[1]) * 1000)
+            upload.append((job.done - job.sending) * 1000)
+    return {"dispatched -> upstream call": before, "upstream answer -> result posted": after,
+            "  answer -> upload request arrives": bot,
+            "  upload arrives -> result posted": upload}
 
 
 def print_phases(split: dict[str, list[float]]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import re
@@ -38,6 +39,10 @@ if TYPE_CHECKING:
     from tests.fakes.discord_server import FakeDiscord
 
 log = logging.getLogger("tests.fakes.discord_rest")
+
+# When the request being handled arrived (its headers read, before its body): the load
+# benchmark splits a result's time into the bot's side and the upload's.
+REQUEST_ARRIVED: contextvars.ContextVar[float] = contextvars.ContextVar("request_arrived")
 
 _BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
 _DISPOSITION_PARAM = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
@@ -163,6 +168,7 @@ class RestApi:
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if not request.path.startswith(API_PREFIX + "/"):
             return await handler(request)
+        REQUEST_ARRIVED.set(time.monotonic())
         rel = request.path[len(API_PREFIX) :]
         rec = RecordedRequest(
             method=request.method,
