@@ -3,6 +3,7 @@ shown, and what came of it. Plain data and one protocol; nothing here imports di
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -82,7 +83,9 @@ class Outcome:
 class Delivery:
     message_id: int
     thread_id: int | None = None  # the thread the result was posted in
-    started_thread_id: int | None = None  # a new thread started on the result
+    # Starts the conversation thread on the result and returns its id (None if Discord
+    # refused). Run after the job is done: see ImageService.record_delivery.
+    start_thread: Callable[[], Awaitable[int | None]] | None = None
 
 
 class Reporter(Protocol):

@@ -123,17 +123,24 @@ class _StatusThrottle:
                 pass
 
 
-async def _start_thread(message: discord.Message, outcome: Outcome) -> int | None:
-    if not isinstance(message.channel, discord.TextChannel):
+def _thread_starter(
+    message: discord.Message, outcome: Outcome
+) -> Callable[[], Awaitable[int | None]] | None:
+    """What starts the result's conversation thread, if it gets one. It keeps only the
+    message and the thread's name, not the outcome and its images."""
+    if not outcome.start_thread or not isinstance(message.channel, discord.TextChannel):
         return None
-    try:
-        thread = await message.create_thread(
-            name=render.thread_name(outcome.prompt), auto_archive_duration=1440
-        )
-    except discord.HTTPException as exc:
-        log.warning("could not start a thread on %s: %s", message.id, exc.status)
-        return None
-    return thread.id
+    name = render.thread_name(outcome.prompt)
+
+    async def start() -> int | None:
+        try:
+            thread = await message.create_thread(name=name, auto_archive_duration=1440)
+        except discord.HTTPException as exc:
+            log.warning("could not start a thread on %s: %s", message.id, exc.status)
+            return None
+        return thread.id
+
+    return start
 
 
 class ChannelReporter:
@@ -215,9 +222,9 @@ class ChannelReporter:
         with render.result_files(outcome) as files:
             message = await self.channel.send(files=files, **kwargs)  # type: ignore[call-overload]
         await self._drop_status()
-        started = await _start_thread(message, outcome) if outcome.start_thread else None
         thread_id = self.channel.id if isinstance(self.channel, discord.Thread) else None
-        return Delivery(message.id, thread_id=thread_id, started_thread_id=started)
+        return Delivery(message.id, thread_id=thread_id,
+                        start_thread=_thread_starter(message, outcome))
 
     async def refuse(self, message: str) -> None:
         await self._throttle.close()
@@ -367,10 +374,10 @@ class InteractionReporter:
                     raise
                 log.info("interaction token unusable (%s); posting in the channel", exc.status)
             else:
-                started = await _start_thread(message, outcome) if outcome.start_thread else None
                 channel = self.interaction.channel
                 thread_id = channel.id if isinstance(channel, discord.Thread) else None
-                return Delivery(message.id, thread_id=thread_id, started_thread_id=started)
+                return Delivery(message.id, thread_id=thread_id,
+                                start_thread=_thread_starter(message, outcome))
         return await self._fallback().deliver(outcome)
 
     async def refuse(self, message: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from tests.harness import Harness, png_bytes
 
 NONE_MENTIONS = {"parse": []}
@@ -49,6 +51,32 @@ async def test_imagine_posts_the_image_with_usage_and_starts_a_thread(gemini_bot
     assert {"peel:reroll", "peel:edit", "peel:delete"} <= {
         cid.rsplit(":", 1)[0] for cid in message.custom_ids
     }
+
+
+async def test_a_job_is_done_without_waiting_for_its_thread(gemini_bot: Harness) -> None:
+    """Discord holding back thread creation (a 429) delays the thread, not the job: the
+    job is done and off its member's count, then the thread comes and is recorded."""
+    fake, service = gemini_bot.discord, gemini_bot.service
+    fake.inject_429("/channels/", 1.5, method="POST", count=1)
+    interaction = await fake.slash("imagine", {"prompt": "a slow heron"}, user=fake.alice)
+    message = await wait_result(gemini_bot, interaction)
+    record = await service.jobs.get(str(interaction.id))
+    for _ in range(50):
+        record = await service.jobs.get(str(interaction.id))
+        if record.status == "done":
+            break
+        await asyncio.sleep(0.02)
+    assert record.status == "done"
+    assert message.id not in fake.threads  # still held back by the 429
+    assert service.scheduler.jobs_of((fake.guild_id, fake.alice.id)) == 0
+    await fake.wait_until(lambda: message.id in fake.threads, timeout=10)
+    thread_id = fake.threads[message.id].id
+    for _ in range(50):
+        if await service.conversations.thread(thread_id) is not None:
+            break
+        await asyncio.sleep(0.02)
+    turn = await service.conversations.latest_in_thread(thread_id)
+    assert turn is not None and turn.message_id == message.id
 
 
 async def test_imagine_sends_reference_images_upstream(gemini_bot: Harness) -> None:
