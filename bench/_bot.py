@@ -73,6 +73,7 @@ class GcWatch:
 
     def __init__(self) -> None:
         self.pauses: list[float] = []
+        self.generations: list[int] = []  # the generation each pause collected
         self._started = 0.0
         gc.callbacks.append(self._on_gc)
 
@@ -81,6 +82,7 @@ class GcWatch:
             self._started = time.perf_counter()
         else:
             self.pauses.append(time.perf_counter() - self._started)
+            self.generations.append(info["generation"])
 
 
 class Meter:
@@ -95,6 +97,7 @@ class Meter:
     def mark(self) -> None:
         self.ticker.samples.clear()
         self.gc.pauses.clear()
+        self.gc.generations.clear()
         _reset_peak_rss()
         usage = resource.getrusage(resource.RUSAGE_SELF)
         self._wall = time.perf_counter()
@@ -112,6 +115,7 @@ class Meter:
             "loop_cpu_s": time.thread_time() - self._loop_cpu,
             "lag_s": self.ticker.samples,
             "gc_pauses_s": self.gc.pauses,
+            "gc_generations": self.gc.generations,
             "gc_objects": len(gc.get_objects()),
             "minor_faults": usage.ru_minflt - self._faults,
             "peak_rss_kb": _status_kb("VmHWM"),

@@ -234,6 +234,11 @@ def summarise(
         "fakes_lag_ms": (percentile(fake_lag, 99), max(fake_lag, default=math.nan)),
         "loop_cpu_ms_per_job": loop_cpu_ms,
         "gc_ms": [p * 1000 for p in bot["gc_pauses_s"]],
+        "gc_by_generation": {
+            generation: [p * 1000 for p, g in zip(bot["gc_pauses_s"], bot["gc_generations"],
+                                                  strict=True) if g == generation]
+            for generation in (0, 1, 2)
+        },
         "gc_objects": bot["gc_objects"],
         "errors": sorted({j.error or "" for j in jobs if j is not None and j.error})[:5],
         "figures": {f.name: f.value for f in figures},
@@ -319,6 +324,9 @@ def print_report(
     gc_ms = facts["gc_ms"]
     print(f"garbage collector: {len(gc_ms)} pauses, {sum(gc_ms):.0f} ms in all, "
           f"max {max(gc_ms, default=0):.1f} ms; {facts['gc_objects']:,} objects tracked at the end")
+    print("  by generation: " + "; ".join(
+        f"{g}: {len(ms)} pauses, max {max(ms, default=0):.1f} ms"
+        for g, ms in facts["gc_by_generation"].items()))
     for error in facts["errors"]:
         print(f"  refusal seen: {error[:120]}")
     print()
