@@ -436,8 +436,10 @@ class ImageService:
         against its member's limit, and its images in memory, behind the channel's queue
         (in one load test 21 s at p99 and 1.9 GB). A crash before the thread starts leaves
         a result without one; replying to it still continues the conversation."""
-        await self.conversations.set_message(turn_id, delivery.message_id, delivery.thread_id)
-        await self.jobs.set_status(record.key, "done")
+        await self.conversations.set_message(
+            turn_id, delivery.message_id, delivery.thread_id,
+            after=[self.jobs.status_statement(record.key, "done")],
+        )
         if delivery.start_thread is not None:
             self.spawn(self._open_thread(record, turn_id, delivery.start_thread))
 

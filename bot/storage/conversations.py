@@ -97,12 +97,16 @@ class ConversationStore:
         rows = await self.db.group.write_unit([*before, *unit, *after])
         return int(rows[len(before)][0]["id"]), rows[len(before) + len(unit):]
 
-    async def set_message(self, turn_id: int, message_id: int, thread_id: int | None) -> None:
-        """Record where the result was posted (the id members reply to)."""
-        await self.db.batched(
+    async def set_message(
+        self, turn_id: int, message_id: int, thread_id: int | None,
+        *, after: Sequence[Statement] = (),
+    ) -> None:
+        """Record where the result was posted (the id members reply to), with `after` in
+        the same unit."""
+        await self.db.group.write_unit([(
             "UPDATE turns SET message_id = ?, thread_id = coalesce(thread_id, ?) WHERE id = ?",
             (message_id, thread_id, turn_id),
-        )
+        ), *after])
 
     async def get(self, turn_id: int) -> Turn | None:
         row = await self.db.fetchone("SELECT * FROM turns WHERE id = ?", (turn_id,))

@@ -101,12 +101,22 @@ class JobStore:
         only_from: Sequence[JobStatus] | None = None,
     ) -> bool:
         """Move a job to `status`; with `only_from`, only if it is in one of those states."""
+        return bool(await self.db.batched(
+            *self.status_statement(key, status, error=error, only_from=only_from)
+        ))
+
+    @staticmethod
+    def status_statement(
+        key: str, status: JobStatus, *, error: str | None = None,
+        only_from: Sequence[JobStatus] | None = None,
+    ) -> Statement:
+        """`set_status` as a statement, for a unit of several (RETURNING the key it moved)."""
         sql = "UPDATE jobs SET status = ?, error = ?, updated_at = unixepoch() WHERE key = ?"
         params: list[object] = [status, error, key]
         if only_from:
             sql += f" AND status IN ({', '.join('?' for _ in only_from)})"
             params.extend(only_from)
-        return bool(await self.db.batched(sql + " RETURNING key", params))
+        return sql + " RETURNING key", params
 
     async def set_parent(self, key: str, parent_turn_id: int | None) -> None:
         await self.db.batched(
