@@ -106,8 +106,9 @@ class ImageService:
                 raise InvalidRequest(RESTARTING)
             self.scheduler.admit(owner)
         except UserError as exc:
-            # A replayed event is ignored, never refused. A new one learns that from
-            # `jobs.create`, in the trip that queues it: no read ahead of every turn.
+            # A replayed event is ignored, never refused. Only a refusal pays for this
+            # read: an admitted turn finds a duplicate through `jobs.create`, in the trip
+            # that queues it.
             if await self.jobs.exists(spec.key):
                 log.info("job %s already exists; duplicate event ignored", spec.key)
             else:
